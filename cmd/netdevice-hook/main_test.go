@@ -1,0 +1,469 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
+)
+
+// hookBin is the hook binary, built once for the whole package.
+var hookBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "netdevice-hook-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hookBin = filepath.Join(dir, "netdevice-hook")
+	if out, err := exec.Command("go", "build", "-o", hookBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the hook: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// hook runs the hook binary as the runtime does: OCI state on stdin. With a named host namespace it
+// runs inside it (`ip netns exec`), which stands in for the node's namespace; nil runs it in the
+// test's own, the real host's.
+type hook struct {
+	host    *netnstest.NS
+	lockDir string
+}
+
+type outcome struct {
+	code           int
+	stdout, stderr string
+}
+
+func (h hook) run(t testing.TB, stdin []byte, args ...string) outcome {
+	t.Helper()
+	argv := append([]string{hookBin}, args...)
+	argv = append(argv, "--lock-dir", h.lockDir)
+	if h.host != nil && h.host.Name != "" {
+		argv = append([]string{"ip", "netns", "exec", h.host.Name}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", argv, err)
+	}
+	return outcome{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// mustRun runs the hook and fails the test unless it succeeds silently.
+func (h hook) mustRun(t testing.TB, stdin []byte, args ...string) {
+	t.Helper()
+	if o := h.run(t, stdin, args...); o.code != 0 || o.stdout != "" || o.stderr != "" {
+		t.Fatalf("hook %v: exit %d, stdout %q, stderr %q", args, o.code, o.stdout, o.stderr)
+	}
+}
+
+// bundle writes a container bundle whose config.json gives the network namespace path ("" for a
+// namespace the runtime creates for the container itself; absent for none at all).
+func bundle(t testing.TB, nsPath string, hasNetNS bool) string {
+	t.Helper()
+	dir := t.TempDir()
+	spec := specs.Spec{Version: specs.Version, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}}}}
+	if hasNetNS {
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: nsPath})
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// state is the OCI state a runtime writes on a hook's stdin.
+func state(t testing.TB, status specs.ContainerState, pid int, bundle string) []byte {
+	t.Helper()
+	data, err := json.Marshal(specs.State{Version: specs.Version, ID: "ctr-" + filepath.Base(bundle), Status: status, Pid: pid, Bundle: bundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// linkState is what the tests compare of a link.
+type linkState struct {
+	alias string
+	addrs []string
+	mtu   int
+	up    bool
+}
+
+func stateOf(t testing.TB, ns *netnstest.NS, name string) linkState {
+	t.Helper()
+	l := ns.Link(t, name)
+	return linkState{alias: l.Attrs().Alias, addrs: ns.GlobalAddrs(t, name), mtu: l.Attrs().MTU, up: netnstest.IsUp(l)}
+}
+
+func (s linkState) equal(o linkState) bool {
+	return s.alias == o.alias && slices.Equal(s.addrs, o.addrs) && s.mtu == o.mtu && s.up == o.up
+}
+
+// device makes a veth end with IPv4 and IPv6 global addresses and MTU 1400 in ns.
+func device(t testing.TB, ns *netnstest.NS, n int) (string, linkState) {
+	t.Helper()
+	dev, _ := ns.Veth(t)
+	if err := ns.H.LinkSetMTU(ns.Link(t, dev), 1400); err != nil {
+		t.Fatal(err)
+	}
+	ns.AddAddr(t, dev, fmt.Sprintf("10.88.%d.1/24", n))
+	ns.AddAddr(t, dev, fmt.Sprintf("fd00:88:%d::1/64", n))
+	return dev, stateOf(t, ns, dev)
+}
+
+// ours lists the pod's links carrying our alias.
+func ours(t testing.TB, pod *netnstest.NS) []string {
+	t.Helper()
+	ls, err := pod.H.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range ls {
+		if _, _, ok := netns.ParseAlias(l.Attrs().Alias); ok {
+			names = append(names, l.Attrs().Name)
+		}
+	}
+	return names
+}
+
+func TestHookLifecycle(t *testing.T) {
+	netnstest.RequireRoot(t)
+	type podSetup struct {
+		pod            *netnstest.NS
+		bundle         string
+		attach, detach []byte // OCI states
+	}
+	pods := []struct {
+		name  string
+		setup func(t *testing.T) podSetup
+	}{
+		{
+			name: "named netns in config.json; poststop with pid 0",
+			setup: func(t *testing.T) podSetup {
+				pod := netnstest.New(t)
+				b := bundle(t, pod.Path, true)
+				return podSetup{pod, b, state(t, specs.StateCreating, 4242, b), state(t, specs.StateStopped, 0, b)}
+			},
+		},
+		{
+			name: "sandbox /proc/<pid>/ns/net in config.json; poststop with pid 0",
+			setup: func(t *testing.T) podSetup {
+				pod, _ := netnstest.Unshared(t)
+				b := bundle(t, pod.Path, true)
+				return podSetup{pod, b, state(t, specs.StateCreating, 4242, b), state(t, specs.StateStopped, 0, b)}
+			},
+		},
+		{
+			name: "container's own namespace, from the state's pid",
+			setup: func(t *testing.T) podSetup {
+				pod, _ := netnstest.Unshared(t)
+				pid, _ := strconv.Atoi(strings.Split(pod.Path, "/")[2])
+				b := bundle(t, "", true)
+				return podSetup{pod, b, state(t, specs.StateCreating, pid, b), state(t, specs.StateRunning, pid, b)}
+			},
+		},
+	}
+	for _, p := range pods {
+		for _, podIfName := range []string{"", "net1"} {
+			t.Run(fmt.Sprintf("%s, pod-ifname %q", p.name, podIfName), func(t *testing.T) {
+				host := netnstest.New(t)
+				ps := p.setup(t)
+				h := hook{host: host, lockDir: t.TempDir()}
+				dev, before := device(t, host, 1)
+				args := []string{"--host-ifname", dev}
+				podName := dev
+				if podIfName != "" {
+					args = append(args, "--pod-ifname", podIfName)
+					podName = podIfName
+				}
+				inPod := before
+				inPod.alias, inPod.up = netns.Alias(dev, ""), true
+
+				// attach, attach again, detach, detach again; then the container restarts: again.
+				for round := range 2 {
+					for try := range 2 {
+						h.mustRun(t, ps.attach, append([]string{"attach"}, args...)...)
+						if host.Has(dev) {
+							t.Fatalf("round %d attach %d: %s still on the host", round, try, dev)
+						}
+						if got := stateOf(t, ps.pod, podName); !got.equal(inPod) {
+							t.Errorf("round %d attach %d: %s in the pod is %+v, want %+v", round, try, podName, got, inPod)
+						}
+						if got := ours(t, ps.pod); !slices.Equal(got, []string{podName}) {
+							t.Errorf("round %d attach %d: our links in the pod = %v", round, try, got)
+						}
+					}
+					for try := range 2 {
+						h.mustRun(t, ps.detach, append([]string{"detach"}, args...)...)
+						if got := stateOf(t, host, dev); !got.equal(before) {
+							t.Errorf("round %d detach %d: %s home is %+v, want %+v", round, try, dev, got, before)
+						}
+						if got := ours(t, ps.pod); len(got) != 0 {
+							t.Errorf("round %d detach %d: still in the pod: %v", round, try, got)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestHookTwoDevicesBecomeNet1Net2(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	h := hook{host: host, lockDir: t.TempDir()}
+	b := bundle(t, pod.Path, true)
+	attach, detach := state(t, specs.StateCreating, 4242, b), state(t, specs.StateStopped, 0, b)
+	dev1, before1 := device(t, host, 1)
+	dev2, before2 := device(t, host, 2)
+
+	// The runtime runs one container's createRuntime hooks one after the other.
+	h.mustRun(t, attach, "attach", "--host-ifname", dev1, "--pod-ifname", "net1")
+	h.mustRun(t, attach, "attach", "--host-ifname", dev2, "--pod-ifname", "net1")
+	for name, want := range map[string]string{"net1": dev1, "net2": dev2} {
+		if a := pod.Link(t, name).Attrs().Alias; a != netns.Alias(want, "") {
+			t.Errorf("%s in the pod has alias %q, want the one of %s", name, a, want)
+		}
+	}
+	h.mustRun(t, detach, "detach", "--host-ifname", dev1, "--pod-ifname", "net1")
+	h.mustRun(t, detach, "detach", "--host-ifname", dev2, "--pod-ifname", "net1")
+	if got := stateOf(t, host, dev1); !got.equal(before1) {
+		t.Errorf("%s home is %+v, want %+v", dev1, got, before1)
+	}
+	if got := stateOf(t, host, dev2); !got.equal(before2) {
+		t.Errorf("%s home is %+v, want %+v", dev2, got, before2)
+	}
+}
+
+// TestHookPCIAddress finds the device through a sysfs fixture whose net/ folder names a real test
+// link (directly, and one level down as virtio-net does).
+func TestHookPCIAddress(t *testing.T) {
+	netnstest.RequireRoot(t)
+	const addr = "0000:00:03.0"
+	for _, layout := range []string{"net", "virtio0/net"} {
+		t.Run(layout, func(t *testing.T) {
+			host, pod := netnstest.New(t), netnstest.New(t)
+			h := hook{host: host, lockDir: t.TempDir()}
+			dev, before := device(t, host, 1)
+			sysfs := t.TempDir()
+			real := filepath.Join(sysfs, "devices", "pci0000:00", addr)
+			if err := os.MkdirAll(filepath.Join(real, layout, dev), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.MkdirAll(filepath.Join(sysfs, "bus", "pci", "devices"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("../../../devices/pci0000:00/"+addr, filepath.Join(sysfs, "bus", "pci", "devices", addr)); err != nil {
+				t.Fatal(err)
+			}
+			b := bundle(t, pod.Path, true)
+			args := []string{"--pci-address", addr, "--pod-ifname", "net1", "--sysfs-root", sysfs}
+
+			h.mustRun(t, state(t, specs.StateCreating, 1, b), append([]string{"attach"}, args...)...)
+			want := before
+			want.alias, want.up = netns.Alias(dev, addr), true
+			if got := stateOf(t, pod, "net1"); !got.equal(want) {
+				t.Errorf("net1 in the pod is %+v, want %+v", got, want)
+			}
+			// Again: sysfs no longer lists it (it is in the pod); found there by its alias.
+			h.mustRun(t, state(t, specs.StateCreating, 1, b), append([]string{"attach"}, args...)...)
+			h.mustRun(t, state(t, specs.StateStopped, 0, b), append([]string{"detach"}, args...)...)
+			if got := stateOf(t, host, dev); !got.equal(before) {
+				t.Errorf("%s home is %+v, want %+v", dev, got, before)
+			}
+			h.mustRun(t, state(t, specs.StateStopped, 0, b), append([]string{"detach"}, args...)...)
+		})
+	}
+}
+
+func TestHookFailuresLeaveTheLinkAlone(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	dev, before := device(t, host, 1)
+	router, _ := host.Veth(t) // holds the "node's" default routes
+	host.AddAddr(t, router, "10.89.0.2/24")
+	host.AddAddr(t, router, "fd00:89::2/64")
+	host.Exec(t, "ip", "route", "add", "default", "via", "10.89.0.1", "dev", router)
+	host.Exec(t, "ip", "-6", "route", "add", "default", "via", "fd00:89::1", "dev", router)
+	routerBefore := stateOf(t, host, router)
+	sysfs := t.TempDir()
+
+	good := bundle(t, pod.Path, true)
+	tests := []struct {
+		name    string
+		stdin   []byte
+		args    []string
+		wantErr string
+	}{
+		{name: "bad stdin", stdin: []byte("{not json"), args: []string{"attach", "--host-ifname", dev}, wantErr: "OCI state on stdin"},
+		{name: "state without bundle", stdin: []byte(`{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":1}`), args: []string{"attach", "--host-ifname", dev}, wantErr: "no bundle"},
+		{name: "missing bundle", stdin: state(t, specs.StateCreating, 1, filepath.Join(t.TempDir(), "gone")), args: []string{"attach", "--host-ifname", dev}, wantErr: "bundle config"},
+		{name: "missing bundle on detach", stdin: state(t, specs.StateStopped, 0, filepath.Join(t.TempDir(), "gone")), args: []string{"detach", "--host-ifname", dev}, wantErr: "bundle config"},
+		{name: "missing namespace", stdin: state(t, specs.StateCreating, 1, bundle(t, "/run/netns/"+netnstest.Name("absent"), true)), args: []string{"attach", "--host-ifname", dev}, wantErr: "network namespace is gone"},
+		{name: "container without its own network namespace", stdin: state(t, specs.StateCreating, 1, bundle(t, "", false)), args: []string{"attach", "--host-ifname", dev}, wantErr: "shares the runtime's network namespace"},
+		{name: "unknown link", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", "nosuch0"}, wantErr: "link nosuch0: no link"},
+		{name: "unknown PCI device", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--pci-address", "0000:99:00.0", "--sysfs-root", sysfs}, wantErr: "PCI device 0000:99:00.0"},
+		{name: "default route link, IPv4 and IPv6", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", router}, wantErr: "holds the host's default route"},
+		{name: "no device named", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach"}, wantErr: "neither a PCI address nor a host interface"},
+		{name: "unknown flag", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--colour", "red"}, wantErr: "flag provided but not defined: -colour"},
+		{name: "unknown verb", stdin: state(t, specs.StateCreating, 1, good), args: []string{"move", "--host-ifname", dev}, wantErr: "usage"},
+		{name: "bad pod-side name", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--pod-ifname", "net/1"}, wantErr: "pod interface name"},
+	}
+	h := hook{host: host, lockDir: t.TempDir()}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := h.run(t, tt.stdin, tt.args...)
+			if o.code != 1 {
+				t.Errorf("exit %d, want 1", o.code)
+			}
+			if o.stdout != "" {
+				t.Errorf("stdout %q, want nothing", o.stdout)
+			}
+			if !strings.Contains(o.stderr, tt.wantErr) {
+				t.Errorf("stderr %q lacks %q", o.stderr, tt.wantErr)
+			}
+			if !strings.HasPrefix(o.stderr, "netdevice-hook: ") || strings.Count(o.stderr, "\n") != 1 || !strings.HasSuffix(o.stderr, "\n") {
+				t.Errorf("stderr %q is not one line", o.stderr)
+			}
+			if got := stateOf(t, host, dev); !got.equal(before) {
+				t.Errorf("%s changed: %+v, was %+v", dev, got, before)
+			}
+			if got := stateOf(t, host, router); !got.equal(routerBefore) {
+				t.Errorf("%s changed: %+v, was %+v", router, got, routerBefore)
+			}
+			if got := ours(t, pod); len(got) != 0 {
+				t.Errorf("the pod got %v", got)
+			}
+		})
+	}
+}
+
+// TestHookDetachAfterThePodIsGone: a pod namespace that no longer exists, or a container whose own
+// namespace died with it, leaves nothing to do: success.
+func TestHookDetachAfterThePodIsGone(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host := netnstest.New(t)
+	h := hook{host: host, lockDir: t.TempDir()}
+	pod, kill := netnstest.Unshared(t)
+	dev, _ := device(t, host, 1)
+	b := bundle(t, pod.Path, true)
+	h.mustRun(t, state(t, specs.StateCreating, 1, b), "attach", "--host-ifname", dev)
+	kill() // the kernel destroys the namespace and the veth in it
+	h.mustRun(t, state(t, specs.StateStopped, 0, b), "detach", "--host-ifname", dev)
+	h.mustRun(t, state(t, specs.StateStopped, 0, bundle(t, "", true)), "detach", "--host-ifname", dev)
+	h.mustRun(t, state(t, specs.StateStopped, 0, bundle(t, "", false)), "detach", "--host-ifname", dev)
+}
+
+// TestHookConcurrentAttach defines what concurrent hooks on one device do. They serialize on the
+// device's lock. Into one pod: all succeed and the link moves once. Into two pods: the first to get
+// the lock wins; the other finds no link on the host and fails cleanly, leaving the winner's link
+// where it is.
+func TestHookConcurrentAttach(t *testing.T) {
+	netnstest.RequireRoot(t)
+	t.Run("one pod", func(t *testing.T) {
+		host, pod := netnstest.New(t), netnstest.New(t)
+		h := hook{host: host, lockDir: t.TempDir()}
+		dev, _ := device(t, host, 1)
+		st := state(t, specs.StateCreating, 1, bundle(t, pod.Path, true))
+		outs := make([]outcome, 4)
+		var wg sync.WaitGroup
+		for i := range outs {
+			wg.Go(func() { outs[i] = h.run(t, st, "attach", "--host-ifname", dev, "--pod-ifname", "net1") })
+		}
+		wg.Wait()
+		for i, o := range outs {
+			if o.code != 0 || o.stderr != "" {
+				t.Errorf("hook %d: exit %d, stderr %q", i, o.code, o.stderr)
+			}
+		}
+		if got := ours(t, pod); !slices.Equal(got, []string{"net1"}) {
+			t.Errorf("our links in the pod = %v, want [net1]", got)
+		}
+	})
+	t.Run("two pods", func(t *testing.T) {
+		host, podA, podB := netnstest.New(t), netnstest.New(t), netnstest.New(t)
+		h := hook{host: host, lockDir: t.TempDir()}
+		dev, _ := device(t, host, 1)
+		pods := []*netnstest.NS{podA, podB}
+		outs := make([]outcome, 2)
+		var wg sync.WaitGroup
+		for i := range outs {
+			st := state(t, specs.StateCreating, 1, bundle(t, pods[i].Path, true))
+			wg.Go(func() { outs[i] = h.run(t, st, "attach", "--host-ifname", dev) })
+		}
+		wg.Wait()
+		winners := 0
+		for i, o := range outs {
+			got := ours(t, pods[i])
+			switch o.code {
+			case 0:
+				winners++
+				if !slices.Equal(got, []string{dev}) {
+					t.Errorf("winner pod %d holds %v, want [%s]", i, got, dev)
+				}
+			case 1:
+				if !strings.Contains(o.stderr, "no link in the host namespace") {
+					t.Errorf("loser stderr %q", o.stderr)
+				}
+				if len(got) != 0 {
+					t.Errorf("loser pod %d holds %v", i, got)
+				}
+			default:
+				t.Errorf("hook %d: exit %d, stderr %q", i, o.code, o.stderr)
+			}
+		}
+		if winners != 1 {
+			t.Errorf("%d hooks succeeded, want exactly 1: %+v", winners, outs)
+		}
+		if host.Has(dev) {
+			t.Errorf("%s still on the host", dev)
+		}
+	})
+}
+
+// TestHookInTheRealHostNamespace runs the hook as the runtime does, in the test's own namespace,
+// moving a uniquely named veth of the real host into a pod and back.
+func TestHookInTheRealHostNamespace(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.Own(t), netnstest.New(t)
+	h := hook{lockDir: t.TempDir()}
+	dev, before := device(t, host, 1)
+	b := bundle(t, pod.Path, true)
+	h.mustRun(t, state(t, specs.StateCreating, 1, b), "attach", "--host-ifname", dev, "--pod-ifname", "net1")
+	if host.Has(dev) || !pod.Has("net1") {
+		t.Fatalf("after attach: on host %v, net1 in pod %v", host.Has(dev), pod.Has("net1"))
+	}
+	h.mustRun(t, state(t, specs.StateStopped, 0, b), "detach", "--host-ifname", dev, "--pod-ifname", "net1")
+	if got := stateOf(t, host, dev); !got.equal(before) {
+		t.Errorf("%s home is %+v, want %+v", dev, got, before)
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/cdi"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/daemon"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/server"
+)
+
+// daemonFlags are the daemon's command line.
+type daemonFlags struct {
+	config, sysfsRoot, prefix, devicePluginDir, registryDir, cdiDir, hookPath, pciIDs string
+	rescan                                                                            time.Duration
+}
+
+func parseDaemonFlags(args []string) (*daemonFlags, int) {
+	fs := flag.NewFlagSet("netdevice-plugin", flag.ContinueOnError)
+	klog.InitFlags(fs) // -v, -logtostderr, ...: the Kubernetes logging flags
+	f := &daemonFlags{}
+	fs.StringVar(&f.config, "config", "", "selector config file (JSON or YAML, sriov-dp config.json format), watched for changes; required")
+	fs.StringVar(&f.sysfsRoot, "sysfs-root", inventory.DefaultSysfsRoot, "sysfs directory to read PCI devices from")
+	fs.StringVar(&f.prefix, "resource-prefix", config.DefaultResourcePrefix, "resource prefix for resources that name none")
+	fs.StringVar(&f.devicePluginDir, "device-plugin-dir", server.DefaultDevicePluginDir, "the kubelet's device-plugin folder (kubelet.sock)")
+	fs.StringVar(&f.registryDir, "plugins-registry-dir", server.DefaultPluginsRegistryDir, "the kubelet's plugin-watcher folder; when it exists, sockets go there instead of registering through kubelet.sock (\"\" never)")
+	fs.StringVar(&f.cdiDir, "cdi-dir", cdi.DefaultDir, "folder for the pools' CDI specs")
+	fs.StringVar(&f.hookPath, "hook-path", cdi.DefaultHookPath, "absolute path of netdevice-hook on the host, written into the CDI specs")
+	fs.DurationVar(&f.rescan, "rescan-interval", daemon.DefaultRescanInterval, "periodic full rescan, the safety net for missed events (VF count, driver rebinds)")
+	fs.StringVar(&f.pciIDs, "pci-ids", "", "pci.ids file for vendor/device names (default: the usual system paths)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: netdevice-plugin --config FILE [flags]\n       netdevice-plugin discover --config FILE [flags]\n       netdevice-plugin install-hook [flags]\n\nFlags of the daemon:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0
+		}
+		return nil, 2
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(fs.Output(), "netdevice-plugin: unexpected argument %q\n", fs.Arg(0))
+		return nil, 2
+	case f.config == "":
+		fmt.Fprintln(fs.Output(), "netdevice-plugin: --config is required")
+		return nil, 2
+	case !filepath.IsAbs(f.hookPath):
+		fmt.Fprintf(fs.Output(), "netdevice-plugin: --hook-path %q must be absolute (the runtime runs it from anywhere)\n", f.hookPath)
+		return nil, 2
+	case f.rescan <= 0:
+		fmt.Fprintf(fs.Output(), "netdevice-plugin: --rescan-interval %v must be positive\n", f.rescan)
+		return nil, 2
+	}
+	return f, -1
+}
+
+// runDaemon serves the configured pools until SIGTERM or SIGINT, then stops the servers and
+// removes their sockets. CDI specs stay: containers restarted later still need them.
+func runDaemon(args []string) int {
+	f, code := parseDaemonFlags(args)
+	if f == nil {
+		return code
+	}
+	defer klog.Flush()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, f); err != nil {
+		klog.ErrorS(err, "netdevice-plugin failed")
+		return 1
+	}
+	klog.InfoS("Stopped; CDI specs left in place", "cdiDir", f.cdiDir)
+	return 0
+}
+
+func serve(ctx context.Context, f *daemonFlags) (err error) {
+	scanner, err := inventory.New(inventory.Options{SysfsRoot: f.sysfsRoot, PCIIDsPath: f.pciIDs, SoftwareLinks: true})
+	if err != nil {
+		return err
+	}
+	mgr, err := server.NewManager(server.Options{DevicePluginDir: f.devicePluginDir, PluginsRegistryDir: f.registryDir})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, mgr.Close()) }()
+	d, err := daemon.New(daemon.Options{
+		ConfigPath:     f.config,
+		DefaultPrefix:  f.prefix,
+		SysfsRoot:      f.sysfsRoot,
+		Scanner:        scanner,
+		Specs:          cdi.NewWriter(f.cdiDir, f.hookPath, cdi.WithSysfsRoot(f.sysfsRoot)),
+		Servers:        mgr,
+		Links:          netdev.WatchLinks,
+		ReconcileLinks: reconcileReturned,
+		RescanInterval: f.rescan,
+	})
+	if err != nil {
+		return err
+	}
+	klog.InfoS("Starting netdevice-plugin", "config", f.config, "sysfsRoot", f.sysfsRoot, "mode", mgr.Mode(),
+		"cdiDir", f.cdiDir, "hookPath", f.hookPath, "rescanInterval", f.rescan)
+	return d.Run(ctx)
+}
+
+// reconcileReturned gives links the kernel returned from dead pod namespaces their host names back.
+func reconcileReturned() error {
+	back, err := netns.ReconcileReturned(netns.Options{})
+	for _, r := range back {
+		klog.InfoS("Link back from a pod namespace renamed to its host name", "from", r.From, "to", r.To, "pciAddress", r.PCIAddress)
+	}
+	return err
+}

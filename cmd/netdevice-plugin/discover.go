@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/pool"
+)
+
+// runDiscover prints the node's devices and the pool each one lands in, and exits non-zero on a bad
+// config or an unreadable sysfs root. It serves nothing and changes nothing.
+func runDiscover(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("netdevice-plugin discover", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "selector config file (JSON or YAML, sriov-dp config.json format); required")
+	sysfsRoot := fs.String("sysfs-root", inventory.DefaultSysfsRoot, "sysfs directory to read PCI devices from")
+	prefix := fs.String("resource-prefix", config.DefaultResourcePrefix, "resource prefix for resources that name none")
+	pciIDs := fs.String("pci-ids", "", "pci.ids file for vendor/device names (default: the usual system paths)")
+	softwareLinks := fs.Bool("software-links", true, "also list software links (veth, dummy, ...) of this network namespace")
+	output := fs.String("o", "table", "output format: table or json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: netdevice-plugin discover --config FILE [--sysfs-root DIR] [--resource-prefix P] [-o table|json]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *configPath == "" {
+		fmt.Fprintln(stderr, "discover: --config is required")
+		return 2
+	}
+	if *output != "table" && *output != "json" {
+		fmt.Fprintf(stderr, "discover: -o %q: want table or json\n", *output)
+		return 2
+	}
+	cfg, err := config.Load(*configPath, *prefix)
+	if err != nil {
+		fmt.Fprintf(stderr, "discover: %v\n", err)
+		return 1
+	}
+	scanner, err := inventory.New(inventory.Options{SysfsRoot: *sysfsRoot, PCIIDsPath: *pciIDs, SoftwareLinks: *softwareLinks})
+	if err != nil {
+		fmt.Fprintf(stderr, "discover: %v\n", err)
+		return 1
+	}
+	devs, err := scanner.Scan()
+	if err != nil {
+		fmt.Fprintf(stderr, "discover: %v\n", err)
+		return 1
+	}
+	result := pool.Assign(devs, cfg)
+	if *output == "json" {
+		err = writeJSON(stdout, result)
+	} else {
+		err = writeTable(stdout, result)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "discover: write output: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// discoverReport is the `-o json` document.
+type discoverReport struct {
+	Pools      []discoverPool    `json:"pools"`
+	Unassigned []pool.Unassigned `json:"unassigned"`
+}
+
+type discoverPool struct {
+	Resource string          `json:"resource"`
+	Devices  []device.Device `json:"devices"`
+}
+
+func writeJSON(w io.Writer, r pool.Result) error {
+	report := discoverReport{Pools: []discoverPool{}, Unassigned: []pool.Unassigned{}}
+	for _, p := range r.Pools {
+		devs := p.Devices
+		if devs == nil {
+			devs = []device.Device{}
+		}
+		report.Pools = append(report.Pools, discoverPool{Resource: p.Resource.FullName(), Devices: devs})
+	}
+	report.Unassigned = append(report.Unassigned, r.Unassigned...)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(report)
+}
+
+var tableHeader = []string{"ID", "IFNAME", "KIND", "VENDOR:DEVICE", "DRIVER", "PF", "VF", "NUMA", "LINK", "STATE"}
+
+// writeTable prints one section per pool, in config order, then the devices in no pool with the
+// reason. Absent values print as "-".
+func writeTable(w io.Writer, r pool.Result) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, p := range r.Pools {
+		fmt.Fprintf(tw, "%s: %s\n", p.Resource.FullName(), plural(len(p.Devices), "device"))
+		if len(p.Devices) == 0 {
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\n", strings.Join(tableHeader, "\t"))
+		for i := range p.Devices {
+			fmt.Fprintf(tw, "  %s\n", strings.Join(tableRow(&p.Devices[i]), "\t"))
+		}
+	}
+	fmt.Fprintf(tw, "not in any pool: %s\n", plural(len(r.Unassigned), "device"))
+	if len(r.Unassigned) > 0 {
+		fmt.Fprintf(tw, "  %s\tREASON\n", strings.Join(tableHeader, "\t"))
+		for i := range r.Unassigned {
+			u := &r.Unassigned[i]
+			fmt.Fprintf(tw, "  %s\t%s\n", strings.Join(tableRow(&u.Device), "\t"), u.Reason)
+		}
+	}
+	return tw.Flush()
+}
+
+func tableRow(d *device.Device) []string {
+	vendorDevice := ""
+	if d.Vendor != "" || d.Device != "" {
+		vendorDevice = d.Vendor + ":" + d.Device
+	}
+	pf := d.PFName
+	if pf == "" {
+		pf = d.PFPCIAddress
+	}
+	cells := []string{d.ID, strings.Join(d.IfNames, ","), d.Kind, vendorDevice, d.Driver, pf,
+		number(d.VFIndex), number(d.NUMANode), d.LinkType, d.OperState}
+	for i, c := range cells {
+		if c == "" {
+			cells[i] = "-"
+		}
+	}
+	return cells
+}
+
+func number(n int) string {
+	if n < 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}

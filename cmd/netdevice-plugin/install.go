@@ -1,0 +1,73 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// runInstallHook copies the hook binary to the host path the CDI specs name. The container runtime
+// may be running the old hook at this very moment, so the new one is written beside it and renamed
+// over it: a running hook keeps its inode, a starting one sees a whole file.
+func runInstallHook(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("netdevice-plugin install-hook", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("from", "/usr/local/bin/netdevice-hook", "hook binary in the image")
+	to := fs.String("to", "/opt/netdevice-plugin/bin/netdevice-hook", "host path the CDI specs name (absolute)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := installFile(*from, *to, 0o755); err != nil {
+		fmt.Fprintf(stderr, "install-hook: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "install-hook: installed %s as %s\n", *from, *to)
+	return 0
+}
+
+// installFile atomically replaces dst with a copy of src.
+func installFile(src, dst string, mode os.FileMode) (err error) {
+	if !filepath.IsAbs(dst) {
+		return fmt.Errorf("destination %q: must be an absolute path", dst)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("open source: %w", err)
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(dst), err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create temporary file beside %s: %w", dst, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = io.Copy(tmp, in); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, tmp.Name(), err)
+	}
+	if err = tmp.Chmod(mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+	}
+	if err = os.Rename(tmp.Name(), dst); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), dst, err)
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+package cdi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"tags.cncf.io/container-device-interface/pkg/cdi"
+	"tags.cncf.io/container-device-interface/pkg/parser"
+	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/pool"
+)
+
+// Defaults for the daemon's flags.
+const (
+	DefaultDir       = "/var/run/cdi"
+	DefaultHookPath  = "/opt/netdevice-plugin/bin/netdevice-hook"
+	DefaultSysfsRoot = "/sys"
+)
+
+// OwnerAnnotation marks a spec as ours when nothing else in it does. Specs whose devices run our hook
+// are recognised by the hook; only a pool of vfio devices alone (device nodes, no hook) carries the
+// annotation, because spec annotations need cdiVersion 0.6.0 and every other spec stays at the lowest
+// version its contents need, for the oldest runtimes.
+const (
+	OwnerAnnotation = "netdevice-plugin/owner"
+	ownerValue      = "netdevice-plugin"
+	hookName        = "netdevice-hook" // the hook binary's name, whatever folder it is installed in
+)
+
+// stagingDir is where a spec is written before it is renamed into place (see write).
+const stagingDir = ".netdevice-plugin-staging"
+
+// Writer writes one CDI spec file per pool into a directory: kind "<prefix>/<resourceName>", one CDI
+// device per device ID. Its methods are safe for concurrent use.
+type Writer struct {
+	dir       string
+	hookPath  string
+	sysfsRoot string
+
+	mu      sync.Mutex
+	staging *cdi.Cache // the library's writer, pointed at the staging folder
+}
+
+// Option tunes a Writer.
+type Option func(*Writer)
+
+// WithSysfsRoot sets where sysfs is mounted, for telling vfio no-IOMMU groups apart. Default /sys.
+func WithSysfsRoot(root string) Option { return func(w *Writer) { w.sysfsRoot = root } }
+
+// NewWriter returns a Writer for the CDI directory dir whose specs run the hook at hookPath (absolute).
+func NewWriter(dir, hookPath string, opts ...Option) *Writer {
+	w := &Writer{dir: dir, hookPath: hookPath, sysfsRoot: DefaultSysfsRoot}
+	for _, o := range opts {
+		o(w)
+	}
+	return w
+}
+
+// SpecPath is the file of the resource's spec: "<dir>/<prefix>-<name>.json", the name the CDI
+// library gives a vendor/class spec.
+func SpecPath(dir string, res config.Resource) string {
+	return filepath.Join(dir, cdi.GenerateSpecName(res.Prefix, res.Name)+".json")
+}
+
+// WritePool writes the pool's spec, validated by the CDI library, atomically (readers see the old
+// file or the new one, never a part), mode 0644, at the lowest cdiVersion its contents need. An
+// unchanged spec is not rewritten. A pool with no devices has no spec: its file is removed (the CDI
+// library rejects a spec without devices). A device whose ID cannot be a CDI device name is left out
+// and named in the returned error; the other devices are still written.
+func (w *Writer) WritePool(p pool.Pool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	path := SpecPath(w.dir, p.Resource)
+	spec, buildErr := w.spec(p)
+	if len(spec.Devices) == 0 {
+		return errors.Join(buildErr, removeSpec(path, &p.Resource))
+	}
+	data, err := json.Marshal(spec) // the bytes the CDI library writes for a .json spec
+	if err != nil {
+		return errors.Join(buildErr, fmt.Errorf("pool %s: encode CDI spec: %w", p.Resource.FullName(), err))
+	}
+	if unchanged(path, data) {
+		return buildErr
+	}
+	if err := w.write(spec, path); err != nil {
+		return errors.Join(buildErr, fmt.Errorf("pool %s: write CDI spec %s: %w", p.Resource.FullName(), path, err))
+	}
+	return buildErr
+}
+
+// RemovePool deletes the resource's spec file; an absent file is not an error.
+func (w *Writer) RemovePool(res config.Resource) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return removeSpec(SpecPath(w.dir, res), &res)
+}
+
+// Prune deletes our spec files of pools not in keep. It deletes only files that are ours: a .json
+// spec named after its own kind as SpecPath names it, that is valid, and whose every device runs
+// our hook (or is a vfio device) or that carries OwnerAnnotation. Anything else in the directory
+// is left alone.
+func (w *Writer) Prune(keep []config.Resource) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	kept := map[string]bool{}
+	for _, r := range keep {
+		kept[filepath.Base(SpecPath(w.dir, r))] = true
+	}
+	entries, err := os.ReadDir(w.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("prune CDI specs: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || filepath.Ext(name) != ".json" || kept[name] {
+			continue
+		}
+		path := filepath.Join(w.dir, name)
+		if !w.ours(path) {
+			continue
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("prune CDI spec %s: %w", path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// spec builds the pool's CDI spec. Devices that cannot be in it are left out and named in the error.
+func (w *Writer) spec(p pool.Pool) (*cdispec.Spec, error) {
+	res := p.Resource
+	spec := &cdispec.Spec{Kind: res.FullName()}
+	var (
+		errs  []error
+		hooks bool
+	)
+	for _, d := range p.Devices {
+		if err := parser.ValidateDeviceName(d.ID); err != nil {
+			errs = append(errs, fmt.Errorf("pool %s: device %q left out of the CDI spec: %w", res.FullName(), d.ID, err))
+			continue
+		}
+		var edits cdispec.ContainerEdits
+		if d.IsVFIO() {
+			nodes, err := w.vfioNodes(&d)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("pool %s: device %s left out of the CDI spec: %w", res.FullName(), d.ID, err))
+				continue
+			}
+			edits.DeviceNodes = nodes
+		} else {
+			edits.Hooks = []*cdispec.Hook{
+				{HookName: cdi.CreateRuntimeHook, Path: w.hookPath, Args: w.hookArgs("attach", &d, res.PodIfName)},
+				{HookName: cdi.PoststopHook, Path: w.hookPath, Args: w.hookArgs("detach", &d, res.PodIfName)},
+			}
+			hooks = true
+		}
+		spec.Devices = append(spec.Devices, cdispec.Device{Name: d.ID, ContainerEdits: edits})
+	}
+	if !hooks && len(spec.Devices) > 0 {
+		spec.Annotations = map[string]string{OwnerAnnotation: ownerValue}
+	}
+	// Never fails: the error return is kept for API compatibility only.
+	spec.Version, _ = cdispec.MinimumRequiredVersion(spec)
+	return spec, errors.Join(errs...)
+}
+
+// hookArgs is the hook's argv (args[0] is the program, as in execv): the device by PCI address for
+// a PCI function, by host name for a software link, and the pool's pod-side name.
+func (w *Writer) hookArgs(verb string, d *device.Device, podIfName string) []string {
+	args := []string{w.hookPath, verb}
+	if d.IsPCI() {
+		args = append(args, "--pci-address", d.PCIAddress)
+	} else {
+		args = append(args, "--host-ifname", d.ID)
+	}
+	if podIfName != "" {
+		args = append(args, "--pod-ifname", podIfName)
+	}
+	return args
+}
+
+// vfioNodes are the device nodes of a vfio-pci function: the container node and the group's node,
+// which is noiommu-<group> when the group is a no-IOMMU one (its sysfs name says so).
+func (w *Writer) vfioNodes(d *device.Device) ([]*cdispec.DeviceNode, error) {
+	if d.IOMMUGroup < 0 {
+		return nil, fmt.Errorf("vfio-pci device has no IOMMU group")
+	}
+	group := strconv.Itoa(d.IOMMUGroup)
+	node := "/dev/vfio/" + group
+	name, err := os.ReadFile(filepath.Join(w.sysfsRoot, "kernel", "iommu_groups", group, "name"))
+	switch {
+	case err == nil && strings.TrimSpace(string(name)) == "vfio-noiommu":
+		node = "/dev/vfio/noiommu-" + group
+	case err != nil && !errors.Is(err, fs.ErrNotExist): // most groups have no name file
+		return nil, fmt.Errorf("IOMMU group %s: %w", group, err)
+	}
+	return []*cdispec.DeviceNode{{Path: "/dev/vfio/vfio"}, {Path: node}}, nil
+}
+
+// write hands the spec to the CDI library, which validates it and writes it with a temporary file
+// and a rename. The library's temporary file is 0600 and it renames it straight into place, so it
+// writes into a staging folder inside dir instead (same file system, and the runtime's CDI cache
+// neither scans nor watches subfolders); the file is made 0644 there and renamed into place.
+func (w *Writer) write(spec *cdispec.Spec, path string) error {
+	staging := filepath.Join(w.dir, stagingDir)
+	if err := os.RemoveAll(staging); err != nil { // what a crashed write left
+		return err
+	}
+	if err := os.MkdirAll(staging, 0o755); err != nil {
+		return err
+	}
+	defer os.Remove(staging) // empty again
+	if w.staging == nil {
+		c, err := cdi.NewCache(cdi.WithSpecDirs(staging), cdi.WithAutoRefresh(false))
+		if err != nil {
+			return err
+		}
+		w.staging = c
+	}
+	name := filepath.Base(path)
+	if err := w.staging.WriteSpec(spec, name); err != nil {
+		return err
+	}
+	staged := filepath.Join(staging, name)
+	if err := os.Chmod(staged, 0o644); err != nil {
+		return errors.Join(err, os.Remove(staged))
+	}
+	if err := os.Rename(staged, path); err != nil {
+		return errors.Join(err, os.Remove(staged))
+	}
+	return nil
+}
+
+// unchanged reports whether the file at path already holds data with mode 0644.
+func unchanged(path string, data []byte) bool {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o644 || fi.Size() != int64(len(data)) {
+		return false
+	}
+	old, err := os.ReadFile(path)
+	return err == nil && bytes.Equal(old, data)
+}
+
+func removeSpec(path string, res *config.Resource) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pool %s: remove CDI spec: %w", res.FullName(), err)
+	}
+	return nil
+}
+
+// ours reports whether the spec file at path is one this package wrote (see Prune).
+func (w *Writer) ours(path string) bool {
+	spec, err := cdi.ReadSpec(path, 0)
+	if err != nil {
+		return false
+	}
+	if filepath.Base(path) != cdi.GenerateSpecName(spec.GetVendor(), spec.GetClass())+".json" {
+		return false
+	}
+	if spec.Annotations[OwnerAnnotation] == ownerValue {
+		return true
+	}
+	hooks := false
+	for _, d := range spec.Devices {
+		switch e := d.ContainerEdits; {
+		case len(e.Hooks) > 0:
+			for _, h := range e.Hooks {
+				base := filepath.Base(h.Path)
+				if (base != hookName && base != filepath.Base(w.hookPath)) || len(h.Args) < 2 || (h.Args[1] != "attach" && h.Args[1] != "detach") {
+					return false
+				}
+			}
+			hooks = true
+		case len(e.DeviceNodes) > 0:
+			for _, n := range e.DeviceNodes {
+				if !strings.HasPrefix(n.Path, "/dev/vfio/") {
+					return false
+				}
+			}
+		default:
+			return false
+		}
+		if len(d.ContainerEdits.Env) > 0 || len(d.ContainerEdits.Mounts) > 0 {
+			return false
+		}
+	}
+	return hooks
+}

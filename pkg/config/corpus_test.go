@@ -1,0 +1,177 @@
+package config_test
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+)
+
+var update = flag.Bool("update", false, "rewrite the .want.json and .err files of the config corpora")
+
+const corpus = "../../testdata/config"
+
+// corpusFiles lists the config inputs of a corpus folder, leaving out the expectation files.
+func corpusFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("read corpus %s: %v", dir, err)
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasSuffix(name, ".want.json") || strings.HasSuffix(name, ".err") {
+			continue
+		}
+		files = append(files, filepath.Join(dir, name))
+	}
+	if len(files) == 0 {
+		t.Fatalf("corpus %s is empty", dir)
+	}
+	return files
+}
+
+// expectation names the file holding what input must give: "seed.yaml" -> "seed.yaml.want.json".
+func expectation(input, suffix string) string { return input + suffix }
+
+// TestGoodCorpus parses every good config and compares the result with its .want.json, the
+// encoding/json form of the expected Config (written by -update, checked by eye).
+func TestGoodCorpus(t *testing.T) {
+	for _, file := range corpusFiles(t, filepath.Join(corpus, "good")) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := config.Parse(data, "")
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			wantFile := expectation(file, ".want.json")
+			if *update {
+				b, err := json.MarshalIndent(got, "", "  ")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(wantFile, append(b, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantData, err := os.ReadFile(wantFile)
+			if err != nil {
+				t.Fatalf("missing expectation (run with -update, then check it): %v", err)
+			}
+			var want config.Config
+			if err := json.Unmarshal(wantData, &want); err != nil {
+				t.Fatalf("%s: %v", wantFile, err)
+			}
+			if !reflect.DeepEqual(got, &want) {
+				gotJSON, _ := json.MarshalIndent(got, "", "  ")
+				t.Errorf("Parse(%s) =\n%s\nwant\n%s", file, gotJSON, wantData)
+			}
+		})
+	}
+}
+
+// TestBadCorpus parses every broken config and checks the exact error text in its .err file.
+func TestBadCorpus(t *testing.T) {
+	for _, file := range corpusFiles(t, filepath.Join(corpus, "bad")) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Parse(data, "")
+			if err == nil {
+				t.Fatalf("Parse succeeded: %+v", cfg)
+			}
+			if cfg != nil {
+				t.Errorf("Parse returned a config with its error: %+v", cfg)
+			}
+			var list config.ErrorList
+			if !errors.As(err, &list) || len(list) == 0 {
+				t.Errorf("error is %T, want a non-empty config.ErrorList", err)
+			}
+			errFile := expectation(file, ".err")
+			if *update {
+				if err := os.WriteFile(errFile, []byte(err.Error()+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, rerr := os.ReadFile(errFile)
+			if rerr != nil {
+				t.Fatalf("missing expectation (run with -update, then check it): %v", rerr)
+			}
+			if got := err.Error(); got != strings.TrimSuffix(string(want), "\n") {
+				t.Errorf("error =\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestYAMLJSONEquivalence converts every good config to the other syntax with sigs.k8s.io/yaml
+// and checks both parse to the same Config.
+func TestYAMLJSONEquivalence(t *testing.T) {
+	for _, file := range corpusFiles(t, filepath.Join(corpus, "good")) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			orig, err := config.Parse(data, "")
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			asJSON, err := yaml.YAMLToJSON(data)
+			if err != nil {
+				t.Fatalf("YAMLToJSON: %v", err)
+			}
+			asYAML, err := yaml.JSONToYAML(asJSON)
+			if err != nil {
+				t.Fatalf("JSONToYAML: %v", err)
+			}
+			for form, doc := range map[string][]byte{"json": asJSON, "yaml": asYAML} {
+				got, err := config.Parse(doc, "")
+				if err != nil {
+					t.Fatalf("Parse(%s form): %v\n%s", form, err, doc)
+				}
+				if !reflect.DeepEqual(got, orig) {
+					t.Errorf("%s form parses to %+v, want %+v", form, got, orig)
+				}
+			}
+		})
+	}
+}
+
+// TestMarshalRoundTrip checks that Marshal writes a config Parse reads back unchanged, under any
+// default prefix (Marshal spells every prefix out).
+func TestMarshalRoundTrip(t *testing.T) {
+	for _, file := range corpusFiles(t, filepath.Join(corpus, "good")) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			orig, err := config.Load(file, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := config.Marshal(orig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := config.Parse(out, "other.example.com")
+			if err != nil {
+				t.Fatalf("Parse(Marshal()): %v\n%s", err, out)
+			}
+			if !reflect.DeepEqual(again, orig) {
+				t.Errorf("round trip gives %+v, want %+v", again, orig)
+			}
+		})
+	}
+}

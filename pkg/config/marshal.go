@@ -1,0 +1,72 @@
+package config
+
+import "encoding/json"
+
+// The config file format, for Marshal. Parse does not use these: it walks the document itself so
+// that every problem gets a path.
+type fileConfig struct {
+	ResourceList []fileResource `json:"resourceList"`
+}
+
+type fileResource struct {
+	ResourceName    string         `json:"resourceName"`
+	ResourcePrefix  string         `json:"resourcePrefix"`
+	DeviceType      string         `json:"deviceType,omitempty"`
+	ExcludeTopology bool           `json:"excludeTopology,omitempty"`
+	PodIfName       string         `json:"podIfName,omitempty"`
+	Selectors       []fileSelector `json:"selectors"`
+}
+
+type fileSelector struct {
+	Vendors      []string `json:"vendors,omitempty"`
+	Devices      []string `json:"devices,omitempty"`
+	Drivers      []string `json:"drivers,omitempty"`
+	PCIAddresses []string `json:"pciAddresses,omitempty"`
+	PFNames      []string `json:"pfNames,omitempty"`
+	RootDevices  []string `json:"rootDevices,omitempty"`
+	LinkTypes    []string `json:"linkTypes,omitempty"`
+	IfNames      []string `json:"ifNames,omitempty"`
+	LinkKinds    []string `json:"linkKinds,omitempty"`
+}
+
+// Marshal writes a config back in the file format (JSON), in canonical form: every prefix spelled
+// out, selectors always a list, values normalised. Parse(Marshal(c)) gives c again.
+func Marshal(c *Config) ([]byte, error) {
+	f := fileConfig{ResourceList: make([]fileResource, 0, len(c.Resources))}
+	for _, r := range c.Resources {
+		fr := fileResource{
+			ResourceName:    r.Name,
+			ResourcePrefix:  r.Prefix,
+			DeviceType:      r.DeviceType,
+			ExcludeTopology: r.ExcludeTopology,
+			PodIfName:       r.PodIfName,
+			Selectors:       make([]fileSelector, 0, len(r.Selectors)),
+		}
+		for _, s := range r.Selectors {
+			fr.Selectors = append(fr.Selectors, fileSelector{
+				Vendors:      s.Vendors,
+				Devices:      s.Devices,
+				Drivers:      s.Drivers,
+				PCIAddresses: s.PCIAddresses,
+				PFNames:      pfStrings(s.PFNames),
+				RootDevices:  pfStrings(s.RootDevices),
+				LinkTypes:    s.LinkTypes,
+				IfNames:      s.IfNames,
+				LinkKinds:    s.LinkKinds,
+			})
+		}
+		f.ResourceList = append(f.ResourceList, fr)
+	}
+	return json.MarshalIndent(f, "", "  ")
+}
+
+func pfStrings(sels []PFSelector) []string {
+	if sels == nil {
+		return nil
+	}
+	out := make([]string, len(sels))
+	for i, s := range sels {
+		out[i] = s.String()
+	}
+	return out
+}

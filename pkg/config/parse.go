@@ -1,0 +1,468 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/validate/content"
+	"tags.cncf.io/container-device-interface/pkg/parser"
+)
+
+// Parse reads a selector config (JSON or YAML) and validates all of it. Resources that name no
+// resourcePrefix get defaultPrefix ("" means DefaultResourcePrefix). On any problem it returns
+// (nil, ErrorList) naming every problem found, each with its field path, in a fixed order: document
+// order for JSON; for YAML, whose keys sigs.k8s.io/yaml sorts, keys in sorted order.
+func Parse(data []byte, defaultPrefix string) (*Config, error) {
+	if defaultPrefix == "" {
+		defaultPrefix = DefaultResourcePrefix
+	}
+	doc, err := decodeDocument(data)
+	if err != nil {
+		return nil, ErrorList{{Err: err}}
+	}
+	w := &walker{defaultPrefix: defaultPrefix}
+	if err := checkPrefix(defaultPrefix); err != nil {
+		w.fail("", "default resource prefix %q: %w", defaultPrefix, err)
+	}
+	cfg := w.config(doc)
+	if len(w.errs) > 0 {
+		return nil, w.errs
+	}
+	return cfg, nil
+}
+
+// Load reads and parses a config file. Its error starts with the file path.
+func Load(path string, defaultPrefix string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg, err := Parse(data, defaultPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// walker validates a decoded document, collecting every problem with its path.
+type walker struct {
+	defaultPrefix string
+	errs          ErrorList
+}
+
+func (w *walker) fail(path, format string, args ...any) {
+	w.errs = append(w.errs, &FieldError{Path: path, Err: fmt.Errorf(format, args...)})
+}
+
+// field is the handler of one object key; v is never null (null means "not set").
+type field func(path string, v *node)
+
+// object walks an object's members in document order. Unknown and repeated keys are errors; null
+// values count as absent, as in encoding/json. It returns false if n is not an object.
+func (w *walker) object(path string, n *node, fields map[string]field) bool {
+	if n.kind != kindObject {
+		w.fail(path, "must be an object, got %s", n.kind)
+		return false
+	}
+	seen := make(map[string]bool, len(n.members))
+	for _, m := range n.members {
+		fp := join(path, m.key)
+		if seen[m.key] {
+			w.fail(fp, "repeated key")
+			continue
+		}
+		seen[m.key] = true
+		f, ok := fields[m.key]
+		if !ok {
+			w.fail(fp, "unknown field%s", suggest(m.key, fields))
+			continue
+		}
+		if m.val.kind != kindNull {
+			f(fp, m.val)
+		}
+	}
+	return true
+}
+
+// join appends an object key to a path, quoting keys that are not plain words.
+func join(path, key string) string {
+	plain := key != ""
+	for _, c := range key {
+		if !(c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			plain = false
+			break
+		}
+	}
+	switch {
+	case !plain:
+		return path + "[" + strconv.Quote(key) + "]"
+	case path == "":
+		return key
+	}
+	return path + "." + key
+}
+
+func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
+
+// suggest names the known field an unknown one differs from only in case ("ifnames" -> "ifNames"),
+// the usual slip when a config is written by hand.
+func suggest(key string, fields map[string]field) string {
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if strings.EqualFold(name, key) {
+			return fmt.Sprintf(" (did you mean %q?)", name)
+		}
+	}
+	return fmt.Sprintf(" (known fields: %s)", strings.Join(names, ", "))
+}
+
+func (w *walker) str(path string, v *node) (string, bool) {
+	if v.kind != kindString {
+		w.fail(path, "must be a string, got %s%s", v.kind, quoteHint(v))
+		return "", false
+	}
+	return v.text, true
+}
+
+func (w *walker) boolean(path string, v *node) (bool, bool) {
+	if v.kind != kindBool {
+		w.fail(path, "must be true or false, got %s", v.kind)
+		return false, false
+	}
+	return v.boolean, true
+}
+
+// strings calls each for every element of a list of strings.
+func (w *walker) strings(path string, v *node, each func(path, s string)) {
+	if v.kind != kindArray {
+		w.fail(path, "must be a list of strings, got %s", v.kind)
+		return
+	}
+	for i, e := range v.elems {
+		ep := index(path, i)
+		if s, ok := w.str(ep, e); ok {
+			each(ep, s)
+		}
+	}
+}
+
+// quoteHint helps with YAML, where an unquoted 1572 is a number and an unquoted yes is a boolean.
+func quoteHint(v *node) string {
+	switch v.kind {
+	case kindNumber:
+		return fmt.Sprintf(" %s (quote it: \"%s\")", v.text, v.text)
+	case kindBool:
+		return fmt.Sprintf(" %t (quote it if a string was meant)", v.boolean)
+	}
+	return ""
+}
+
+func (w *walker) config(doc *node) *Config {
+	cfg := &Config{}
+	if doc.kind != kindObject {
+		w.fail("", "the config must be an object with a resourceList, got %s", doc.kind)
+		return cfg
+	}
+	if !doc.has("resourceList") && (doc.has("apiVersion") || doc.has("kind")) {
+		w.fail("", "this is a Kubernetes manifest, not a selector config: give the content of the ConfigMap's config.json key")
+		return cfg
+	}
+	var seenList bool
+	w.object("", doc, map[string]field{
+		"resourceList": func(path string, v *node) {
+			seenList = true
+			if v.kind != kindArray {
+				w.fail(path, "must be a list of resources, got %s", v.kind)
+				return
+			}
+			if len(v.elems) == 0 {
+				w.fail(path, "empty: the config must define at least one resource")
+				return
+			}
+			byName := map[string]int{}
+			for i, e := range v.elems {
+				rp := index(path, i)
+				r, ok := w.resource(rp, e)
+				if !ok {
+					continue
+				}
+				if first, dup := byName[r.FullName()]; dup {
+					w.fail(join(rp, "resourceName"), "resource %q is already defined by %s", r.FullName(), index(path, first))
+					continue
+				}
+				byName[r.FullName()] = i
+				cfg.Resources = append(cfg.Resources, r)
+			}
+		},
+	})
+	if !seenList {
+		w.fail("", "resourceList is required")
+	}
+	return cfg
+}
+
+func (n *node) has(key string) bool {
+	for _, m := range n.members {
+		if m.key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// resource parses one resourceList entry. ok is false when it has problems (already recorded).
+func (w *walker) resource(path string, n *node) (r Resource, ok bool) {
+	before := len(w.errs)
+	var hasName, hasSelectors bool // set when present and not null
+	r.DeviceType = DeviceTypeNetDevice
+	if !w.object(path, n, map[string]field{
+		"resourceName": func(fp string, v *node) {
+			hasName = true
+			if s, ok := w.str(fp, v); ok {
+				r.Name = s
+				if err := checkName(s); err != nil {
+					w.fail(fp, "%w", err)
+				}
+			}
+		},
+		"resourcePrefix": func(fp string, v *node) {
+			if s, ok := w.str(fp, v); ok {
+				r.Prefix = s
+				if err := checkPrefix(s); err != nil {
+					w.fail(fp, "%w", err)
+				}
+			}
+		},
+		"deviceType": func(fp string, v *node) {
+			s, ok := w.str(fp, v)
+			switch {
+			case !ok || s == "" || s == DeviceTypeNetDevice:
+			case s == "accelerator" || s == "auxNetDevice":
+				w.fail(fp, "deviceType %q is not supported: this plugin serves only %q", s, DeviceTypeNetDevice)
+			default:
+				w.fail(fp, "unknown deviceType %q: want %q", s, DeviceTypeNetDevice)
+			}
+		},
+		"excludeTopology": func(fp string, v *node) { r.ExcludeTopology, _ = w.boolean(fp, v) },
+		"podIfName": func(fp string, v *node) {
+			if s, ok := w.str(fp, v); ok {
+				r.PodIfName = s
+				if err := ValidateIfName(s); err != nil {
+					w.fail(fp, "%w", err)
+				}
+			}
+		},
+		"additionalInfo": func(fp string, v *node) {
+			if v.kind != kindObject {
+				w.fail(fp, "must be an object, got %s", v.kind)
+			} else if len(v.members) > 0 {
+				w.fail(fp, "not supported: this plugin passes no extra device information to pods")
+			}
+		},
+		"selectors": func(fp string, v *node) {
+			hasSelectors = true
+			switch v.kind {
+			case kindObject:
+				if s, ok := w.selector(fp, v); ok {
+					r.Selectors = append(r.Selectors, s)
+				}
+			case kindArray:
+				if len(v.elems) == 0 {
+					w.fail(fp, "empty list: the resource would match no device")
+				}
+				for i, e := range v.elems {
+					if s, ok := w.selector(index(fp, i), e); ok {
+						r.Selectors = append(r.Selectors, s)
+					}
+				}
+			default:
+				w.fail(fp, "must be a selector object or a list of them, got %s", v.kind)
+			}
+		},
+	}) {
+		return r, false
+	}
+	if !hasName {
+		w.fail(path, "resourceName is required")
+	}
+	if !hasSelectors {
+		w.fail(path, "selectors is required: a resource without selectors would match no device")
+	}
+	if r.Prefix == "" { // absent or "", as sriov-dp reads it
+		r.Prefix = w.defaultPrefix
+	}
+	return r, len(w.errs) == before
+}
+
+// checkName checks a resourceName: a Kubernetes qualified-name part, and a CDI class because the
+// CDI kind of the pool is "<prefix>/<resourceName>".
+func checkName(name string) error {
+	if name == "" {
+		return errors.New("resourceName is empty")
+	}
+	if strings.Contains(name, "/") {
+		return fmt.Errorf("resourceName %q contains '/': put the prefix in resourcePrefix", name)
+	}
+	if msgs := content.IsLabelKey(name); len(msgs) > 0 {
+		return fmt.Errorf("resourceName %q is not a valid extended-resource name: %s", name, strings.Join(msgs, "; "))
+	}
+	if err := parser.ValidateClassName(name); err != nil {
+		return fmt.Errorf("resourceName %q cannot be a CDI class: %w", name, err)
+	}
+	return nil
+}
+
+const requestsPrefix = "requests."
+
+// checkPrefix checks a resource prefix: a DNS subdomain, a CDI vendor, and not one of the
+// kubernetes.io domains the kubelet keeps for native resources.
+func checkPrefix(prefix string) error {
+	if prefix == "" {
+		return nil // reported by the caller with more context
+	}
+	if msgs := content.IsDNS1123Subdomain(prefix); len(msgs) > 0 {
+		return fmt.Errorf("resource prefix %q is not a DNS subdomain: %s", prefix, strings.Join(msgs, "; "))
+	}
+	if err := parser.ValidateVendorName(prefix); err != nil {
+		return fmt.Errorf("resource prefix %q cannot be a CDI vendor: %w", prefix, err)
+	}
+	if prefix == "kubernetes.io" || strings.HasSuffix(prefix, ".kubernetes.io") {
+		return fmt.Errorf("resource prefix %q is reserved for Kubernetes' native resources", prefix)
+	}
+	// The kubelet also checks "requests.<prefix>/<name>" as a qualified name.
+	if max := content.DNS1123SubdomainMaxLength - len(requestsPrefix); len(prefix) > max {
+		return fmt.Errorf("resource prefix %q is %d bytes; extended resources allow at most %d", prefix, len(prefix), max)
+	}
+	return nil
+}
+
+// selector parses one selector object. ok is false when it has problems (already recorded).
+func (w *walker) selector(path string, n *node) (s Selector, ok bool) {
+	before := len(w.errs)
+	unsupportedList := func(why string) field {
+		return func(fp string, v *node) {
+			if v.kind != kindArray {
+				w.fail(fp, "must be a list, got %s", v.kind)
+			} else if len(v.elems) > 0 {
+				w.fail(fp, "not supported: %s", why)
+			}
+		}
+	}
+	unsupportedTrue := func(why string) field {
+		return func(fp string, v *node) {
+			if b, ok := w.boolean(fp, v); ok && b {
+				w.fail(fp, "true is not supported: %s", why)
+			}
+		}
+	}
+	if !w.object(path, n, map[string]field{
+		"vendors": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) { s.Vendors = w.appendParsed(s.Vendors, ep, x, ParseHexID) })
+		},
+		"devices": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) { s.Devices = w.appendParsed(s.Devices, ep, x, ParseHexID) })
+		},
+		"drivers": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) { s.Drivers = w.appendParsed(s.Drivers, ep, x, checkWord("driver")) })
+		},
+		"pciAddresses": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) {
+				s.PCIAddresses = w.appendParsed(s.PCIAddresses, ep, x, ParsePCIAddress)
+			})
+		},
+		"pfNames": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) {
+				if sel, err := ParsePFSelector(x, keepIfName); err != nil {
+					w.fail(ep, "%w", err)
+				} else {
+					s.PFNames = append(s.PFNames, sel)
+				}
+			})
+		},
+		"rootDevices": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) {
+				if sel, err := ParsePFSelector(x, ParsePCIAddress); err != nil {
+					w.fail(ep, "%w", err)
+				} else {
+					s.RootDevices = append(s.RootDevices, sel)
+				}
+			})
+		},
+		"linkTypes": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) { s.LinkTypes = w.appendParsed(s.LinkTypes, ep, x, checkWord("link type")) })
+		},
+		"ifNames": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) {
+				s.IfNames = w.appendParsed(s.IfNames, ep, x, func(p string) (string, error) { return p, ValidateIfNamePattern(p) })
+			})
+		},
+		"linkKinds": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) { s.LinkKinds = w.appendParsed(s.LinkKinds, ep, x, checkWord("link kind")) })
+		},
+		// sriov-dp fields this plugin cannot honour: accepted while they ask for nothing.
+		"isRdma":       unsupportedTrue("RDMA device files are not handed to pods by this plugin"),
+		"needVhostNet": unsupportedTrue("/dev/vhost-net is not handed to pods by this plugin"),
+		"vdpaType": func(fp string, v *node) {
+			if x, ok := w.str(fp, v); ok && x != "" {
+				w.fail(fp, "vdpaType %q is not supported: this plugin hands out netdevs, not vDPA devices", x)
+			}
+		},
+		"ddpProfiles": unsupportedList("this plugin does not read Intel DDP profiles"),
+		"acpiIndexes": unsupportedList("this plugin does not read ACPI indexes"),
+		"auxTypes":    unsupportedList("auxiliary (SF) devices are not served; deviceType must be netDevice"),
+		"pKeys":       unsupportedList("this plugin does not read InfiniBand partition keys"),
+	}) {
+		return s, false
+	}
+	if len(w.errs) > before {
+		return s, false
+	}
+	if s.Empty() {
+		w.fail(path, "empty selector: it would match every device; set at least one of vendors, devices, drivers, "+
+			"pciAddresses, pfNames, rootDevices, linkTypes, ifNames, linkKinds")
+		return s, false
+	}
+	if pci := s.PCIOnly(); len(pci) > 0 && len(s.LinkKinds) > 0 {
+		w.fail(path, "can never match: linkKinds selects software links, %s only PCI functions", strings.Join(pci, ", "))
+		return s, false
+	}
+	return s, true
+}
+
+// appendParsed appends parse(x) to list, or records the parse error at path.
+func (w *walker) appendParsed(list []string, path, x string, parse func(string) (string, error)) []string {
+	v, err := parse(x)
+	if err != nil {
+		w.fail(path, "%w", err)
+		return list
+	}
+	return append(list, v)
+}
+
+func keepIfName(name string) (string, error) { return name, ValidateIfName(name) }
+
+// checkWord accepts a non-empty value without spaces or '/': driver names, link types, link kinds.
+func checkWord(what string) func(string) (string, error) {
+	return func(x string) (string, error) {
+		if x == "" {
+			return "", fmt.Errorf("empty %s", what)
+		}
+		if strings.ContainsAny(x, " \t\n\v\f\r/") {
+			return "", fmt.Errorf("%s %q contains a space or '/'", what, x)
+		}
+		return x, nil
+	}
+}

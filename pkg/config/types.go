@@ -1,0 +1,74 @@
+// Package config parses and validates the resource-selector config (the ConfigMap), in the format of
+// the SR-IOV network device plugin's config.json plus this project's additions. Parsing is strict:
+// every error names the field path, and nothing is half-loaded.
+package config
+
+import "strings"
+
+// DefaultResourcePrefix is the prefix of a resource whose config names none and whose daemon was
+// given no --resource-prefix: the seed demo's `networking.k8s.io/netdevice`.
+const DefaultResourcePrefix = "networking.k8s.io"
+
+// DeviceTypeNetDevice is the only deviceType served: network devices (PCI functions, software links).
+const DeviceTypeNetDevice = "netDevice"
+
+// Config is a parsed, validated selector config.
+type Config struct {
+	Resources []Resource // in file order; the first matching resource wins a device
+}
+
+// Resource is one pool: one extended resource served by its own device-plugin server.
+type Resource struct {
+	Name            string // resourceName, e.g. "netdevice"
+	Prefix          string // resourcePrefix, or the default prefix
+	DeviceType      string // DeviceTypeNetDevice
+	ExcludeTopology bool   // do not report NUMA topology to the kubelet
+	PodIfName       string // interface name inside the pod ("net1"); "" keeps the host name
+	Selectors       []Selector
+}
+
+// FullName is the extended-resource name the kubelet sees: "<prefix>/<name>".
+func (r *Resource) FullName() string { return r.Prefix + "/" + r.Name }
+
+// Selector is one selector object. Every field that is set must match (AND); within a field any
+// listed value may match (OR). Values are normalised at parse time (hex IDs lower-case without 0x,
+// PCI addresses in full "0000:3b:02.0" form).
+type Selector struct {
+	Vendors      []string
+	Devices      []string
+	Drivers      []string
+	PCIAddresses []string
+	PFNames      []PFSelector // PF interface name with an optional VF index set: "ens1f0#0-3,7"
+	RootDevices  []PFSelector // PF PCI address with an optional VF index set: "0000:86:00.0#0-3"
+	LinkTypes    []string
+	IfNames      []string // glob patterns (path.Match syntax) on the host interface name
+	LinkKinds    []string // netlink kinds: "dummy", "veth", ...
+}
+
+// PFSelector selects VFs of one PF, all of them or those in VFs.
+type PFSelector struct {
+	PF  string       // PF interface name (pfNames) or PF PCI address (rootDevices)
+	VFs []IndexRange // nil: every VF of the PF
+}
+
+// IndexRange is an inclusive range of VF indexes.
+type IndexRange struct{ First, Last int }
+
+// HasVF reports whether the VF index is selected.
+func (p PFSelector) HasVF(index int) bool {
+	if p.VFs == nil {
+		return true
+	}
+	for _, r := range p.VFs {
+		if index >= r.First && index <= r.Last {
+			return true
+		}
+	}
+	return false
+}
+
+// EnvName is the PCIDEVICE_<PREFIX>_<NAME> variable sriov-dp sets for this resource: upper case,
+// '.', '/' and '-' turned into '_'.
+func (r *Resource) EnvName() string {
+	return "PCIDEVICE_" + strings.NewReplacer(".", "_", "/", "_", "-", "_").Replace(strings.ToUpper(r.Prefix+"_"+r.Name))
+}

@@ -1,0 +1,277 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/cdi"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci/pcitest"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/server"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/server/kubelettest"
+)
+
+const hookPath = "/opt/netdevice-plugin/bin/netdevice-hook"
+
+// harness is a daemon wired to real parts: the inventory scanner over a sysfs fixture tree plus
+// the links of the test's namespace, the CDI writer into a temp folder, the device-plugin servers
+// behind the kubelet stand-in, netlink link events, and a ConfigMap-style config folder.
+type harness struct {
+	t          testing.TB
+	tree       *pcitest.Tree
+	cfgDir     string
+	cfgPath    string
+	cdiDir     string
+	kubelet    *kubelettest.Kubelet
+	mgr        *server.Manager
+	generation int
+	done       chan error
+	obs        *testObserver
+}
+
+// testObserver counts what the loop reports.
+type testObserver struct {
+	scans, configErrs, configOK atomic.Int32
+}
+
+func (o *testObserver) ConfigLoaded(_ string, err error) {
+	if err != nil {
+		o.configErrs.Add(1)
+	} else {
+		o.configOK.Add(1)
+	}
+}
+
+func (o *testObserver) Scanned(int, time.Duration, error) { o.scans.Add(1) }
+
+// waitScans waits until the daemon has scanned n more times than at the call.
+func (h *harness) waitScans(n int32) {
+	h.t.Helper()
+	target := h.obs.scans.Load() + n
+	for end := time.Now().Add(10 * time.Second); h.obs.scans.Load() < target; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			h.t.Fatalf("the daemon did not scan %d more times within 10 s", n)
+		}
+	}
+}
+
+type harnessOpts struct {
+	config   string
+	tree     func(*pcitest.Tree) error // fills the sysfs fixture; nil: no PCI devices
+	rescan   time.Duration             // 0: the default (longer than any test)
+	coalesce time.Duration
+	noLinks  bool
+}
+
+// shortDir is a temp folder with a short path, as unix socket paths must fit 107 bytes.
+func shortDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+func newHarness(t testing.TB, o harnessOpts) *harness {
+	t.Helper()
+	base := shortDir(t, "dmn")
+	tree, err := pcitest.NewTree(filepath.Join(base, "fixture"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.tree != nil {
+		if err := o.tree(tree); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &harness{t: t, tree: tree, obs: &testObserver{}, cfgDir: filepath.Join(base, "cfg"), cdiDir: filepath.Join(base, "cdi"), done: make(chan error, 1)}
+	h.cfgPath = filepath.Join(h.cfgDir, "config.json")
+	for _, d := range []string{h.cfgDir, h.cdiDir, filepath.Join(base, "dp")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.writeConfig(o.config)
+	if err := os.Symlink("..data/config.json", h.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	h.kubelet, err = kubelettest.Start(filepath.Join(base, "dp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.kubelet.Close)
+	h.mgr, err = server.NewManager(server.Options{DevicePluginDir: filepath.Join(base, "dp"), PluginsRegistryDir: filepath.Join(base, "no-registry")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanner, err := inventory.New(inventory.Options{SysfsRoot: tree.Root, SoftwareLinks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{
+		ConfigPath:     h.cfgPath,
+		SysfsRoot:      tree.Root,
+		Scanner:        scanner,
+		Specs:          cdi.NewWriter(h.cdiDir, hookPath, cdi.WithSysfsRoot(tree.Root)),
+		Servers:        h.mgr,
+		Links:          netdev.WatchLinks,
+		RescanInterval: o.rescan,
+		Coalesce:       o.coalesce,
+		Observer:       h.obs,
+	}
+	if o.noLinks {
+		opts.Links = nil
+	}
+	d, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { h.done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-h.done; err != nil {
+			t.Errorf("daemon Run: %v", err)
+		}
+		if err := h.mgr.Close(); err != nil {
+			t.Errorf("close servers: %v", err)
+		}
+	})
+	return h
+}
+
+// writeConfig publishes a config the way the kubelet updates a ConfigMap volume: a new
+// timestamped folder, a "..data_tmp" symlink to it renamed over "..data".
+func (h *harness) writeConfig(content string) {
+	h.t.Helper()
+	h.generation++
+	gen := fmt.Sprintf("..2025_01_01_00_00_%02d.%d", h.generation, os.Getpid())
+	if err := os.Mkdir(filepath.Join(h.cfgDir, gen), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.cfgDir, gen, "config.json"), []byte(content), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	tmp := filepath.Join(h.cfgDir, "..data_tmp")
+	if err := os.Symlink(gen, tmp); err != nil {
+		h.t.Fatal(err)
+	}
+	old, _ := os.Readlink(filepath.Join(h.cfgDir, "..data"))
+	if err := os.Rename(tmp, filepath.Join(h.cfgDir, "..data")); err != nil {
+		h.t.Fatal(err)
+	}
+	if old != "" {
+		_ = os.RemoveAll(filepath.Join(h.cfgDir, old))
+	}
+}
+
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// plugin waits for the resource's registration with the kubelet stand-in.
+func (h *harness) plugin(resource string) *kubelettest.Plugin {
+	h.t.Helper()
+	p, err := h.kubelet.WaitPlugin(ctxTimeout(h.t, 10*time.Second), resource, time.Time{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+// waitList waits until the resource's ListAndWatch list reads want (kubelettest.Describe form).
+func (h *harness) waitList(resource, want string) {
+	h.t.Helper()
+	p := h.plugin(resource)
+	if _, err := p.WaitDevices(ctxTimeout(h.t, 10*time.Second), func(d []*pluginapi.Device) bool { return kubelettest.Describe(d) == want }); err != nil {
+		h.t.Fatalf("%s: want %s: %v", resource, want, err)
+	}
+}
+
+// allocate calls Allocate for one container through the kubelet stand-in.
+func (h *harness) allocate(resource string, ids ...string) (*pluginapi.ContainerAllocateResponse, error) {
+	h.t.Helper()
+	resp, err := h.plugin(resource).Client.Allocate(ctxTimeout(h.t, 5*time.Second), &pluginapi.AllocateRequest{
+		ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: ids}}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.ContainerResponses[0], nil
+}
+
+// resolveCDI checks that the CDI library finds every name in the spec folder, as the runtime will.
+func (h *harness) resolveCDI(names []string) {
+	h.t.Helper()
+	cache, err := cdiapi.NewCache(cdiapi.WithSpecDirs(h.cdiDir), cdiapi.WithAutoRefresh(false))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if errs := cache.GetErrors(); len(errs) > 0 {
+		h.t.Fatalf("CDI spec errors: %v", errs)
+	}
+	for _, n := range names {
+		if cache.GetDevice(n) == nil {
+			h.t.Errorf("CDI device %s not found in %s (have %v)", n, h.cdiDir, cache.ListDevices())
+		}
+	}
+}
+
+// veth creates a veth pair, both ends up, removed when the test ends.
+func veth(t testing.TB, name, peerName string) (netlink.Link, netlink.Link) {
+	t.Helper()
+	requireNetns(t)
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peerName}
+	if err := netlink.LinkAdd(v); err != nil {
+		t.Fatalf("add veth %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(name); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+	})
+	a, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := netlink.LinkByName(peerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []netlink.Link{a, b} {
+		if err := netlink.LinkSetUp(l); err != nil {
+			t.Fatalf("set %s up: %v", l.Attrs().Name, err)
+		}
+	}
+	return a, b
+}
+
+func cdiNames(cr *pluginapi.ContainerAllocateResponse) []string {
+	var out []string
+	for _, d := range cr.CdiDevices {
+		out = append(out, d.Name)
+	}
+	return out
+}
+
+func softwarePool(name, pattern string) string {
+	return fmt.Sprintf(`{"resourceName": %q, "selectors": {"ifNames": [%q]}}`, name, pattern)
+}
+
+func configOf(pools ...string) string {
+	return `{"resourceList": [` + strings.Join(pools, ",") + `]}`
+}

@@ -1,0 +1,105 @@
+// Package device holds the one type every other package speaks: a network device found on the node.
+//
+// A Device is either a PCI network function (a PF or an SR-IOV VF, with or without a netdev) or a
+// software link (dummy, veth, ifb, macvlan, ...). Its ID is stable: the PCI address for PCI
+// functions, the host interface name for software links. Names change and a VF inside a pod has no
+// netdev on the host, so nothing keys a PCI device by interface name.
+package device
+
+import "slices"
+
+// Reasons a device is never offered to any pool. They are the words `discover` prints.
+const (
+	ReasonLoopback     = "loopback"
+	ReasonDefaultRoute = "default route"
+	ReasonRepresentor  = "switchdev representor"
+	ReasonPFWithVFs    = "PF with VFs enabled"
+	ReasonNoSelector   = "no selector matched"
+)
+
+// Carrier values of a netdev.
+const (
+	CarrierUp      = "up"
+	CarrierDown    = "down"
+	CarrierUnknown = ""
+)
+
+// VFIODriver is the driver that binds VFs for userspace (DPDK) use; such VFs have no netdev.
+const VFIODriver = "vfio-pci"
+
+// Device is one network device of the node. The JSON form is the `discover -o json` DEVICE object:
+// absent strings are "", absent numbers -1.
+type Device struct {
+	ID           string `json:"id"`
+	PCIAddress   string `json:"pciAddress"`
+	IfName       string `json:"ifName"`
+	Kind         string `json:"kind"`       // netlink kind of a software link (veth, dummy, ...); "" for PCI functions
+	Vendor       string `json:"vendor"`     // 4 lower-case hex digits, no 0x: "8086"
+	Device       string `json:"device"`     // 4 lower-case hex digits, no 0x: "1889"
+	VendorName   string `json:"vendorName"` // from pci.ids; "" when unknown or no pci.ids
+	DeviceName   string `json:"deviceName"`
+	Driver       string `json:"driver"`       // "" when unbound
+	PFPCIAddress string `json:"pfPciAddress"` // VFs only
+	PFName       string `json:"pfName"`       // VFs only: the PF's uplink netdev
+	VFIndex      int    `json:"vfIndex"`      // VFs only, else -1
+	NUMANode     int    `json:"numaNode"`     // -1 = none
+	IOMMUGroup   int    `json:"iommuGroup"`   // -1 = none
+	LinkType     string `json:"linkType"`     // "ether", "infiniband", ... as sriov-dp's linkTypes
+	OperState    string `json:"operState"`
+	MAC          string `json:"mac"`
+	MTU          int    `json:"mtu"`
+
+	// Facts used by pools, health and the hook, not printed.
+	IfNames       []string `json:"-"` // every host netdev of the function (ConnectX-3 has two); IfName is IfNames[0]
+	Class         string   `json:"-"` // PCI class, "0x020000"
+	Carrier       string   `json:"-"` // CarrierUp, CarrierDown or CarrierUnknown
+	SriovTotalVFs int      `json:"-"` // PFs: sriov_totalvfs, else 0
+	SriovNumVFs   int      `json:"-"` // PFs: sriov_numvfs (VFs enabled), else 0
+	Representor   bool     `json:"-"` // a switchdev VF/SF representor netdev
+	Loopback      bool     `json:"-"`
+	DefaultRoute  bool     `json:"-"` // one of its netdevs holds the node's IPv4 or IPv6 default route
+}
+
+// New returns a Device with every numeric field at its "absent" value (-1).
+func New() Device {
+	return Device{VFIndex: -1, NUMANode: -1, IOMMUGroup: -1, MTU: -1}
+}
+
+// IsPCI reports whether the device is a PCI function (as opposed to a software link).
+func (d *Device) IsPCI() bool { return d.PCIAddress != "" }
+
+// IsVF reports whether the device is an SR-IOV virtual function.
+func (d *Device) IsVF() bool { return d.PFPCIAddress != "" }
+
+// IsVFIO reports whether the device is bound to vfio-pci (handed to pods as /dev/vfio nodes).
+func (d *Device) IsVFIO() bool { return d.Driver == VFIODriver }
+
+// HasVFsEnabled reports whether the device is a PF with SR-IOV VFs enabled.
+func (d *Device) HasVFsEnabled() bool { return d.SriovNumVFs > 0 }
+
+// ExclusionReason says why the device may never be offered to a pool, or "" if it may.
+// Whether a PF with VFs may be offered depends on the config, so that rule lives in pkg/pool.
+func (d *Device) ExclusionReason() string {
+	switch {
+	case d.Loopback:
+		return ReasonLoopback
+	case d.DefaultRoute:
+		return ReasonDefaultRoute
+	case d.Representor:
+		return ReasonRepresentor
+	}
+	return ""
+}
+
+// SortByID sorts devices by ID, the order every listing uses.
+func SortByID(devs []Device) {
+	slices.SortFunc(devs, func(a, b Device) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+}

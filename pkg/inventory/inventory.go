@@ -1,0 +1,86 @@
+// Package inventory is discovery as one call: every PCI network function of a sysfs root, the
+// switchdev representors, and the software links and loopback of the current network namespace,
+// with the facts that keep a device out of every pool (default route, loopback, representor) set.
+package inventory
+
+import (
+	"fmt"
+
+	"github.com/jaypipes/pcidb"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci"
+)
+
+// DefaultSysfsRoot is where a real host mounts sysfs.
+const DefaultSysfsRoot = "/sys"
+
+// Options say where to look.
+type Options struct {
+	SysfsRoot     string // sysfs directory; "" means /sys. Fixture trees pass their own.
+	PCIIDsPath    string // pci.ids file; "" searches the usual places. Missing means empty names.
+	SoftwareLinks bool   // list software links of the current namespace (and find default routes)
+}
+
+// Scanner discovers devices; pci.ids is loaded once, when the scanner is made.
+type Scanner struct {
+	root  string
+	db    *pcidb.PCIDB
+	links bool
+}
+
+// New loads pci.ids and returns a scanner.
+func New(opts Options) (*Scanner, error) {
+	root := opts.SysfsRoot
+	if root == "" {
+		root = DefaultSysfsRoot
+	}
+	db, err := pci.LoadPCIDB(opts.PCIIDsPath)
+	if err != nil {
+		return nil, fmt.Errorf("load pci.ids: %w", err)
+	}
+	return &Scanner{root: root, db: db, links: opts.SoftwareLinks}, nil
+}
+
+// SysfsRoot is the sysfs directory the scanner reads.
+func (s *Scanner) SysfsRoot() string { return s.root }
+
+// Scan returns every device, sorted by ID.
+func (s *Scanner) Scan() ([]device.Device, error) {
+	devs, err := pci.Scan(s.root, s.db)
+	if err != nil {
+		return nil, fmt.Errorf("scan PCI devices under %s: %w", s.root, err)
+	}
+	if !s.links {
+		return devs, nil
+	}
+	ns, err := netdev.Current()
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	soft, err := ns.SoftwareLinks()
+	if err != nil {
+		return nil, fmt.Errorf("scan software links: %w", err)
+	}
+	routed, err := ns.DefaultRouteLinks()
+	if err != nil {
+		return nil, fmt.Errorf("find default-route links: %w", err)
+	}
+	markDefaultRoute(devs, routed)
+	devs = append(devs, soft...)
+	device.SortByID(devs)
+	return devs, nil
+}
+
+// markDefaultRoute flags the PCI devices one of whose netdevs carries a default route.
+func markDefaultRoute(devs []device.Device, routed map[string]bool) {
+	for i := range devs {
+		for _, name := range devs[i].IfNames {
+			if routed[name] {
+				devs[i].DefaultRoute = true
+			}
+		}
+	}
+}

@@ -1,0 +1,260 @@
+package netdev
+
+import (
+	"context"
+	"errors"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+)
+
+// newTestNamespace creates an unnamed network namespace, closed at the end of the test, and a
+// netlink handle into it. The calling thread's namespace is left as it was.
+func newTestNamespace(t *testing.T) (netns.NsHandle, *netlink.Handle) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatalf("get current netns: %v", err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatalf("create netns: %v", err)
+	}
+	if err := netns.Set(orig); err != nil {
+		t.Fatalf("restore netns: %v", err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatalf("netlink handle: %v", err)
+	}
+	t.Cleanup(func() { h.Close(); ns.Close() })
+	return ns, h
+}
+
+func mustLink(t *testing.T, h *netlink.Handle, l netlink.Link, up bool) netlink.Link {
+	t.Helper()
+	if err := h.LinkAdd(l); err != nil {
+		t.Fatalf("add %s %s: %v", l.Type(), l.Attrs().Name, err)
+	}
+	got, err := h.LinkByName(l.Attrs().Name)
+	if err != nil {
+		t.Fatalf("lookup %s: %v", l.Attrs().Name, err)
+	}
+	if up {
+		if err := h.LinkSetUp(got); err != nil {
+			t.Fatalf("up %s: %v", l.Attrs().Name, err)
+		}
+	}
+	return got
+}
+
+func mustDefaultRoute(t *testing.T, h *netlink.Handle, l netlink.Link, cidr, gw string) {
+	t.Helper()
+	addr, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr.Flags = 0x80 // IFA_F_NODAD: no duplicate-address wait for IPv6
+	if err := h.AddrAdd(l, addr); err != nil {
+		t.Fatalf("address %s on %s: %v", cidr, l.Attrs().Name, err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(gw)}); err != nil {
+		t.Fatalf("default route via %s on %s: %v", gw, l.Attrs().Name, err)
+	}
+}
+
+func attrs(name string) netlink.LinkAttrs {
+	a := netlink.NewLinkAttrs()
+	a.Name = name
+	return a
+}
+
+func TestSoftwareLinks(t *testing.T) {
+	ns, h := newTestNamespace(t)
+	// Software links a pool can take.
+	mustLink(t, h, &netlink.Veth{LinkAttrs: attrs("dummy0"), PeerName: "dummy0p"}, true)
+	if p, err := h.LinkByName("dummy0p"); err != nil || h.LinkSetUp(p) != nil {
+		t.Fatalf("set dummy0p up: %v", err)
+	}
+	mustLink(t, h, &netlink.Ifb{LinkAttrs: attrs("ifbtest")}, false)
+	// IPv4 default route on a macvlan over a veth: both carry it (this kernel has no 8021q).
+	mustLink(t, h, &netlink.Veth{LinkAttrs: attrs("uplink"), PeerName: "uplinkp"}, true)
+	upl, _ := h.LinkByName("uplink")
+	mvAttrs := attrs("uplink.mv")
+	mvAttrs.ParentIndex = upl.Attrs().Index
+	mv := mustLink(t, h, &netlink.Macvlan{LinkAttrs: mvAttrs, Mode: netlink.MACVLAN_MODE_BRIDGE}, true)
+	mustDefaultRoute(t, h, mv, "10.9.0.2/24", "10.9.0.1")
+	// IPv6 default route on a bridge: its port carries it too.
+	br := mustLink(t, h, &netlink.Bridge{LinkAttrs: attrs("br6")}, true)
+	port := mustLink(t, h, &netlink.Veth{LinkAttrs: attrs("br6port"), PeerName: "br6portp"}, true)
+	if err := h.LinkSetMaster(port, br); err != nil {
+		t.Fatal(err)
+	}
+	mustDefaultRoute(t, h, br, "fd99::2/64", "fd99::1")
+
+	n, err := At(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	devs, err := n.SoftwareLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]device.Device{}
+	var order []string
+	for _, d := range devs {
+		byID[d.ID] = d
+		order = append(order, d.ID)
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i-1] >= order[i] {
+			t.Errorf("not sorted by id: %v", order)
+		}
+	}
+
+	tests := []struct {
+		id           string
+		kind         string
+		loopback     bool
+		defaultRoute bool
+		carrier      string
+	}{
+		{id: "lo", loopback: true, carrier: device.CarrierDown},
+		{id: "dummy0", kind: "veth", carrier: device.CarrierUp},
+		{id: "dummy0p", kind: "veth", carrier: device.CarrierUp},
+		{id: "ifbtest", kind: "ifb", carrier: device.CarrierDown},
+		{id: "uplink", kind: "veth", defaultRoute: true, carrier: device.CarrierDown},
+		{id: "uplink.mv", kind: "macvlan", defaultRoute: true},
+		{id: "uplinkp", kind: "veth", carrier: device.CarrierDown},
+		{id: "br6", kind: "bridge", defaultRoute: true},
+		{id: "br6port", kind: "veth", defaultRoute: true, carrier: device.CarrierDown},
+		{id: "br6portp", kind: "veth", carrier: device.CarrierDown},
+	}
+	if len(devs) != len(tests) {
+		t.Errorf("got %d links %v, want %d", len(devs), order, len(tests))
+	}
+	for _, tt := range tests {
+		d, ok := byID[tt.id]
+		if !ok {
+			t.Errorf("%s: not listed", tt.id)
+			continue
+		}
+		if d.Kind != tt.kind || d.Loopback != tt.loopback || d.DefaultRoute != tt.defaultRoute {
+			t.Errorf("%s: kind=%q loopback=%v defaultRoute=%v, want %q %v %v",
+				tt.id, d.Kind, d.Loopback, d.DefaultRoute, tt.kind, tt.loopback, tt.defaultRoute)
+		}
+		if tt.carrier != "" && d.Carrier != tt.carrier {
+			t.Errorf("%s: carrier %q, want %q", tt.id, d.Carrier, tt.carrier)
+		}
+		if d.IfName != tt.id || len(d.IfNames) != 1 || d.PCIAddress != "" || d.VFIndex != -1 || d.NUMANode != -1 || d.MTU <= 0 {
+			t.Errorf("%s: unexpected identity fields %+v", tt.id, d)
+		}
+	}
+	if got := byID["dummy0"]; got.LinkType != "ether" || len(got.MAC) != 17 || got.OperState == "" {
+		t.Errorf("dummy0: linkType=%q mac=%q operState=%q", got.LinkType, got.MAC, got.OperState)
+	}
+
+	names, err := n.DefaultRouteLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"uplink": true, "uplink.mv": true, "br6": true, "br6port": true}
+	if len(names) != len(want) {
+		t.Errorf("default route links %v, want %v", names, want)
+	}
+	for name := range want {
+		if !names[name] {
+			t.Errorf("default route links %v miss %s", names, name)
+		}
+	}
+}
+
+func TestLinkState(t *testing.T) {
+	ns, h := newTestNamespace(t)
+	mustLink(t, h, &netlink.Veth{LinkAttrs: attrs("st0"), PeerName: "st0p"}, true)
+	n, err := At(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	op, carrier, err := n.LinkState("st0")
+	if err != nil || op != "lower-layer-down" || carrier != device.CarrierDown {
+		t.Errorf("st0 with peer down: %q %q %v, want lower-layer-down down", op, carrier, err)
+	}
+	peer, _ := h.LinkByName("st0p")
+	if err := h.LinkSetUp(peer); err != nil {
+		t.Fatal(err)
+	}
+	op, carrier, err = n.LinkState("st0")
+	if err != nil || op != "up" || carrier != device.CarrierUp {
+		t.Errorf("st0 with peer up: %q %q %v, want up up", op, carrier, err)
+	}
+	if _, _, err := n.LinkState("absent0"); !errors.Is(err, ErrNoLink) {
+		t.Errorf("absent link: %v, want ErrNoLink", err)
+	}
+}
+
+func TestWatchLinks(t *testing.T) {
+	ns, h := newTestNamespace(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := WatchLinksAt(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(want func(LinkEvent) bool, what string) LinkEvent {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					t.Fatalf("event stream closed waiting for %s", what)
+				}
+				if want(ev) {
+					return ev
+				}
+			case <-timeout:
+				t.Fatalf("no event for %s", what)
+			}
+		}
+	}
+	mustLink(t, h, &netlink.Veth{LinkAttrs: attrs("w0"), PeerName: "w0p"}, true)
+	next(func(e LinkEvent) bool { return e.Name == "w0" && !e.Deleted }, "w0 created")
+	peer, _ := h.LinkByName("w0p")
+	if err := h.LinkSetUp(peer); err != nil {
+		t.Fatal(err)
+	}
+	next(func(e LinkEvent) bool { return e.Name == "w0" && e.Up }, "w0 carrier up")
+	if err := h.LinkSetDown(peer); err != nil {
+		t.Fatal(err)
+	}
+	next(func(e LinkEvent) bool { return e.Name == "w0" && !e.Up && !e.Deleted }, "w0 carrier down")
+	if err := h.LinkDel(peer); err != nil {
+		t.Fatal(err)
+	}
+	next(func(e LinkEvent) bool { return e.Name == "w0" && e.Deleted }, "w0 deleted")
+
+	cancel()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			t.Fatal("event stream not closed after cancel")
+		}
+	}
+}

@@ -1,0 +1,169 @@
+// Package netns moves a network link from the host's network namespace into a pod's and back: the
+// job of the netdevice-hook that the container runtime runs from the CDI spec, and of the daemon's
+// reconciler for links the kernel returns when a pod's namespace is destroyed.
+//
+// A link that this package moved carries its host name (and, for a PCI function, its PCI address) in
+// IFLA_IFALIAS, so the way home is known even after the link was renamed inside the pod and even on
+// kernels that do not report a link's parent device.
+package netns
+
+import (
+	"fmt"
+	"iter"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Defaults for Options.
+const (
+	DefaultLockDir   = "/run/netdevice-plugin/locks"
+	DefaultSysfsRoot = "/sys"
+)
+
+// AliasPrefix starts the IFLA_IFALIAS of every link this package moved. The full alias is
+// "netdevice-plugin:<host name>" for a software link and "netdevice-plugin:<host name>:<PCI address>"
+// for a PCI function. Interface names cannot contain ':', so the host name is always the field
+// between the first two colons; the prefix makes the alias recognisably ours, so nothing ever touches
+// a link an administrator or another tool gave an alias.
+const AliasPrefix = "netdevice-plugin:"
+
+// maxIfNameLen is IFNAMSIZ-1: the longest interface name the kernel accepts.
+const maxIfNameLen = 15
+
+// pciAddressRE is a full PCI address, domain included (VMD domains have more than 4 digits).
+var pciAddressRE = regexp.MustCompile(`^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
+
+// Target names the device to move: a PCI function by address (all of its netdevs move) or a link
+// by its host name. Exactly one is set.
+type Target struct {
+	PCIAddress string // "0000:3b:01.0"
+	HostName   string // "dummy0"
+}
+
+// Validate checks that exactly one field is set and well formed.
+func (t Target) Validate() error {
+	switch {
+	case t.PCIAddress != "" && t.HostName != "":
+		return fmt.Errorf("target names both PCI address %q and host interface %q: give one", t.PCIAddress, t.HostName)
+	case t.PCIAddress != "":
+		if !pciAddressRE.MatchString(t.PCIAddress) {
+			return fmt.Errorf("PCI address %q is not of the form 0000:3b:01.0", t.PCIAddress)
+		}
+	case t.HostName != "":
+		if err := validIfName(t.HostName); err != nil {
+			return fmt.Errorf("host interface name: %w", err)
+		}
+	default:
+		return fmt.Errorf("target names neither a PCI address nor a host interface")
+	}
+	return nil
+}
+
+// String is the device as messages name it.
+func (t Target) String() string {
+	if t.PCIAddress != "" {
+		return "PCI device " + t.PCIAddress
+	}
+	return "link " + t.HostName
+}
+
+// lockKey names the per-device lock file. The reconciler derives the same key from the alias.
+func (t Target) lockKey() string {
+	if t.PCIAddress != "" {
+		return "pci-" + t.PCIAddress
+	}
+	return "link-" + t.HostName
+}
+
+// Options tune Attach, Detach and ReconcileReturned. The zero value is the production setting.
+type Options struct {
+	// PodIfName is the name inside the pod ("net1"). When taken there by another link, the next free
+	// name with a higher trailing number is used (net1 -> net2 -> ...), so several devices of one
+	// container become net1, net2, ... "" keeps the host name (with the same rule on a clash).
+	PodIfName string
+	// SysfsRoot is where /sys is mounted, for finding a PCI function's netdevs. Default /sys.
+	SysfsRoot string
+	// LockDir holds one lock file per device; hooks on one device serialize on it. Default
+	// DefaultLockDir.
+	LockDir string
+	// HostNS is the path of the host network namespace. "" means the caller's own (the hook runs in
+	// the runtime's namespace, which is the host's).
+	HostNS string
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.SysfsRoot == "" {
+		o.SysfsRoot = DefaultSysfsRoot
+	}
+	if o.LockDir == "" {
+		o.LockDir = DefaultLockDir
+	}
+	if o.PodIfName != "" {
+		if err := validIfName(o.PodIfName); err != nil {
+			return o, fmt.Errorf("pod interface name: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// Alias is the IFLA_IFALIAS a moved link carries.
+func Alias(hostName, pciAddress string) string {
+	if pciAddress == "" {
+		return AliasPrefix + hostName
+	}
+	return AliasPrefix + hostName + ":" + pciAddress
+}
+
+// ParseAlias reads an alias written by Alias. ok is false for any alias that is not ours, so callers
+// (the daemon's link-event loop) can cheaply skip every other link.
+func ParseAlias(alias string) (hostName, pciAddress string, ok bool) {
+	rest, found := strings.CutPrefix(alias, AliasPrefix)
+	if !found {
+		return "", "", false
+	}
+	hostName, pciAddress, _ = strings.Cut(rest, ":")
+	if validIfName(hostName) != nil {
+		return "", "", false
+	}
+	if pciAddress != "" && !pciAddressRE.MatchString(pciAddress) {
+		return "", "", false
+	}
+	return hostName, pciAddress, true
+}
+
+// validIfName applies the kernel's dev_valid_name rules.
+func validIfName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("empty interface name")
+	case len(name) > maxIfNameLen:
+		return fmt.Errorf("interface name %q is longer than %d bytes", name, maxIfNameLen)
+	case name == "." || name == "..":
+		return fmt.Errorf("interface name %q is not allowed", name)
+	case strings.ContainsAny(name, "/: \t\n\r\v\f"):
+		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
+	}
+	return nil
+}
+
+// nameCandidates yields want, then want's trailing number counted up (net1 -> net2 -> ...; a name
+// without a number gets one: eth -> eth1), skipping names too long for the kernel.
+func nameCandidates(want string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if !yield(want) {
+			return
+		}
+		stem := strings.TrimRight(want, "0123456789")
+		n := 0
+		if digits := want[len(stem):]; digits != "" {
+			n, _ = strconv.Atoi(digits) // at most 15 digits: fits
+		}
+		for i := n + 1; i < n+4096; i++ {
+			name := stem + strconv.Itoa(i)
+			if len(name) > maxIfNameLen || !yield(name) {
+				return
+			}
+		}
+	}
+}

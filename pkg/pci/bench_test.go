@@ -1,0 +1,76 @@
+package pci
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/jaypipes/ghw"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci/pcitest"
+)
+
+// The 8 PF x 128 VF tree (1,032 functions) takes seconds to write: built once per test binary.
+var (
+	benchOnce sync.Once
+	benchRoot string
+	benchErr  error
+)
+
+func benchTree(b *testing.B) string {
+	b.Helper()
+	benchOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pci-bench-")
+		if err != nil {
+			benchErr = err
+			return
+		}
+		benchRoot, benchErr = pcitest.Generate(dir, 8, 128)
+	})
+	if benchErr != nil {
+		b.Fatal(benchErr)
+	}
+	return benchRoot
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchRoot != "" {
+		os.RemoveAll(filepath.Dir(benchRoot))
+	}
+	os.Exit(code)
+}
+
+// BenchmarkScan: discovery of 8 PFs x 128 VFs, every function with a netdev, names from pci.ids.
+func BenchmarkScan(b *testing.B) {
+	root := benchTree(b)
+	db, err := LoadPCIDB(testPCIIDs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		devs, err := Scan(root, db)
+		if err != nil || len(devs) != 8*129 {
+			b.Fatalf("Scan = %d devices, %v", len(devs), err)
+		}
+	}
+}
+
+// BenchmarkGHWPCI is what ghw.PCI alone costs on the same tree (topology off, pci.ids handed over):
+// the price Scan would add by taking names from ghw instead of pcidb.
+func BenchmarkGHWPCI(b *testing.B) {
+	root := benchTree(b)
+	db, err := LoadPCIDB(testPCIIDs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		info, err := ghw.PCI(ghw.WithChroot(filepath.Dir(root)), ghw.WithPCIDB(db), ghw.WithDisableTopology(), ghw.WithDisableWarnings())
+		if err != nil || len(info.Devices) != 8*129 {
+			b.Fatalf("ghw.PCI = %v", err)
+		}
+	}
+}

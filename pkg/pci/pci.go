@@ -1,0 +1,269 @@
+// Package pci finds the PCI network functions of a node in a sysfs tree: PFs, SR-IOV VFs (netdev or
+// vfio-pci), their netdevs, and the switchdev representors in a PF's net/ folder. The sysfs root is a
+// parameter, so the same code reads a real host's /sys and the fixture trees of testdata/sysfs.
+//
+// Everything but the names is read straight from sysfs, one readdir per function plus the attributes
+// needed. Names come from pci.ids through ghw (with the database loaded once and handed over); when
+// ghw cannot read the tree, from the same database directly. sriovnet tells switchdev representors
+// from uplinks (devlink on a real host, phys_port_name otherwise), reading the sysfs root through its
+// replaceable filesystem.
+package pci
+
+//go:generate go run ./pcitest/genfixtures -out ../../testdata/sysfs
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/jaypipes/pcidb"
+	"k8s.io/klog/v2"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+)
+
+// function is a scanned network function with what VF linking needs.
+type function struct {
+	dev     device.Device
+	physfn  string         // PF address of a VF
+	virtfns map[string]int // VF address -> index, of a PF
+	reps    []netdev       // switchdev representors in its net/
+}
+
+// Scan returns every PCI function of class 0x02xxxx under sysfsRoot (the sysfs folder itself: "/sys",
+// "testdata/sysfs/e810/sys") and one Device per switchdev representor netdev of a PF, sorted by ID.
+// db may be nil (no pci.ids): names stay "". A root without bus/pci/devices is an error; a surprise in
+// one function (unreadable file, dangling link, garbage number) is logged and leaves the absent value.
+func Scan(sysfsRoot string, db *pcidb.PCIDB) ([]device.Device, error) {
+	buf := new(scratch)
+	busPath := filepath.Join(sysfsRoot, "bus", "pci", "devices")
+	bus, err := openSysDir(busPath, buf)
+	if err != nil {
+		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", sysfsRoot, err)
+	}
+	defer bus.close()
+	addrs, err := bus.names()
+	if err != nil {
+		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", sysfsRoot, err)
+	}
+	fns := make(map[string]*function, len(addrs))
+	nreps := 0
+	nm := namer{ghw: ghwNames(sysfsRoot, db, len(addrs)), db: db}
+	withSriovnetRoot(sysfsRoot, func() {
+		for _, addr := range addrs {
+			if !isPCIAddress(addr) {
+				klog.Warningf("pci: %s: %q is not a PCI address, skipped", busPath, addr)
+				continue
+			}
+			dir, err := bus.sub(addr)
+			if err != nil {
+				klog.Warningf("pci: %s: %v", addr, err)
+				continue
+			}
+			if f := readFunction(&dir, addr, nm); f != nil {
+				fns[addr] = f
+				nreps += len(f.reps)
+			}
+			dir.close()
+		}
+	})
+	out := make([]device.Device, 0, len(fns)+nreps)
+	for addr, f := range fns {
+		if f.physfn != "" {
+			linkVF(&f.dev, addr, f.physfn, fns)
+		}
+		out = append(out, f.dev)
+		for i := range f.reps {
+			out = append(out, representor(&f.dev, &f.reps[i]))
+		}
+	}
+	device.SortByID(out)
+	return out, nil
+}
+
+// readFunction reads one PCI function; nil when it is not a network function.
+func readFunction(dir *sysDir, addr string, nm namer) *function {
+	class, ok := readClass(dir, addr)
+	if !ok || !strings.HasPrefix(class, "0x02") {
+		return nil
+	}
+	entries, err := dir.names()
+	if err != nil {
+		klog.Warningf("pci: %s: %v", addr, err)
+	}
+	f := &function{dev: device.New()}
+	d := &f.dev
+	d.ID, d.PCIAddress, d.Class = addr, addr, class
+	d.Vendor = idAttr(dir, addr, "vendor")
+	d.Device = idAttr(dir, addr, "device")
+	d.VendorName, d.DeviceName = nm.names(addr, d.Vendor, d.Device)
+	d.Driver = driver(dir, addr)
+	d.NUMANode = numaNode(dir, addr)
+	d.IOMMUGroup = iommuGroup(dir, addr)
+
+	for _, e := range entries {
+		switch {
+		case e == "sriov_totalvfs":
+			d.SriovTotalVFs = intAttr(dir, addr, e)
+		case e == "sriov_numvfs":
+			d.SriovNumVFs = intAttr(dir, addr, e)
+		case e == "physfn":
+			pf, err := dir.linkBase(e)
+			if err != nil || !isPCIAddress(pf) {
+				klog.Warningf("pci: %s: physfn link to %q: %v", addr, pf, err)
+				continue
+			}
+			f.physfn = pf
+		case strings.HasPrefix(e, "virtfn"):
+			idx, err := strconv.Atoi(e[len("virtfn"):])
+			if err != nil {
+				continue
+			}
+			vf, err := dir.linkBase(e)
+			if err != nil || !isPCIAddress(vf) {
+				klog.Warningf("pci: %s: %s link to %q: %v", addr, e, vf, err)
+				continue
+			}
+			if f.virtfns == nil {
+				f.virtfns = make(map[string]int)
+			}
+			f.virtfns[vf] = idx
+		}
+	}
+
+	// A VF's netdevs are never representors: only its PF owns the eswitch.
+	nds := readNetdevs(addr, dir, entries, f.physfn == "")
+	ports := make([]netdev, 0, len(nds))
+	for _, n := range nds {
+		if n.representor {
+			f.reps = append(f.reps, n)
+		} else {
+			ports = append(ports, n)
+		}
+	}
+	sortPorts(ports)
+	for _, n := range ports {
+		d.IfNames = append(d.IfNames, n.name)
+	}
+	if len(ports) > 0 {
+		d.IfName = ports[0].name
+		ports[0].apply(d)
+	}
+	return f
+}
+
+// linkVF fills the PF facts of a VF: its PF's address, its index among the PF's virtfnN links and the
+// PF's uplink netdev.
+func linkVF(d *device.Device, addr, pfAddr string, fns map[string]*function) {
+	d.PFPCIAddress = pfAddr
+	pf := fns[pfAddr]
+	if pf == nil {
+		klog.Warningf("pci: %s: PF %s of the physfn link is not a network function here", addr, pfAddr)
+		return
+	}
+	idx, ok := pf.virtfns[addr]
+	if !ok {
+		klog.Warningf("pci: %s: no virtfnN link of PF %s points at it: VF index unknown", addr, pfAddr)
+	} else {
+		d.VFIndex = idx
+	}
+	d.PFName = pf.dev.IfName
+}
+
+// representor is the Device of a switchdev representor netdev of PF pf.
+func representor(pf *device.Device, n *netdev) device.Device {
+	d := device.New()
+	d.ID, d.IfName, d.IfNames = n.name, n.name, []string{n.name}
+	d.PCIAddress = pf.PCIAddress
+	d.Representor = true
+	d.Vendor, d.Device, d.VendorName, d.DeviceName = pf.Vendor, pf.Device, pf.VendorName, pf.DeviceName
+	d.Driver, d.NUMANode, d.Class = pf.Driver, pf.NUMANode, pf.Class
+	n.apply(&d)
+	return d
+}
+
+// readClass reads the PCI class ("0x020000"), from modalias when the class file fails.
+func readClass(dir *sysDir, addr string) (string, bool) {
+	c, err := dir.attr("class")
+	if err == nil && len(c) == 8 && strings.HasPrefix(c, "0x") {
+		return strings.ToLower(c), true
+	}
+	m, merr := dir.attr("modalias")
+	if merr == nil {
+		if c2, ok := classFromModalias(m); ok {
+			klog.Warningf("pci: %s: class file unusable (%q, %v): class %s taken from modalias", addr, c, err, c2)
+			return c2, true
+		}
+	}
+	klog.Warningf("pci: %s: no class in class (%q, %v) nor modalias (%q, %v): skipped", addr, c, err, m, merr)
+	return "", false
+}
+
+// idAttr reads a vendor or device ID file: "8086"; "" when unreadable.
+func idAttr(dir *sysDir, addr, file string) string {
+	v, err := dir.attr(file)
+	if err != nil {
+		klog.Warningf("pci: %s: %s unreadable: %v", addr, file, err)
+		return ""
+	}
+	return hexID(v)
+}
+
+// intAttr reads a decimal attribute (sriov_totalvfs, sriov_numvfs); 0 when unreadable.
+func intAttr(dir *sysDir, addr, file string) int {
+	n, err := dir.integer(file)
+	if err != nil {
+		klog.Warningf("pci: %s: %s unreadable: %v", addr, file, err)
+		return 0
+	}
+	return n
+}
+
+// driver is the bound driver, "" when unbound or when the link points at no driver.
+func driver(dir *sysDir, addr string) string {
+	name, err := dir.linkBase("driver")
+	if err != nil {
+		if !notExist(err) {
+			klog.Warningf("pci: %s: driver link unreadable: %v", addr, err)
+		}
+		return ""
+	}
+	if err := dir.resolves("driver"); err != nil {
+		klog.Warningf("pci: %s: driver link to %q leads nowhere (%v): treated as unbound", addr, name, err)
+		return ""
+	}
+	return name
+}
+
+// numaNode is the function's NUMA node, -1 when the file is missing, negative or garbage.
+func numaNode(dir *sysDir, addr string) int {
+	n, err := dir.integer("numa_node")
+	switch {
+	case notExist(err):
+		return -1
+	case err != nil:
+		klog.Warningf("pci: %s: numa_node unusable: %v", addr, err)
+		return -1
+	case n < 0:
+		return -1
+	}
+	return n
+}
+
+// iommuGroup is the number of the iommu_group link, -1 without one.
+func iommuGroup(dir *sysDir, addr string) int {
+	g, err := dir.linkBase("iommu_group")
+	if err != nil {
+		if !notExist(err) {
+			klog.Warningf("pci: %s: iommu_group link unreadable: %v", addr, err)
+		}
+		return -1
+	}
+	n, err := strconv.Atoi(g)
+	if err != nil {
+		klog.Warningf("pci: %s: iommu_group link names %q, not a number", addr, g)
+		return -1
+	}
+	return n
+}

@@ -1,0 +1,186 @@
+package pci
+
+import (
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// sysDir is an open sysfs folder whose attributes are read relative to it (openat, readlinkat).
+// On the 1,032-function benchmark tree this took about half the time of os.Open on full paths: the
+// kernel does not walk the whole path (and the bus/pci/devices symlink) for every file, and Go's
+// poller does not try to register every sysfs file with epoll.
+type sysDir struct {
+	fd     int
+	parent *sysDir // nil for a folder opened by path
+	name   string  // path relative to parent, or the whole path; for error messages only
+	buf    *scratch
+}
+
+// scratch is the reusable buffer space of one Scan.
+type scratch struct {
+	attr   [256]byte // the attributes read here are under 100 bytes; a longer one is an error
+	link   [unix.PathMax]byte
+	dirent [8192]byte
+}
+
+func openSysDir(path string, buf *scratch) (sysDir, error) {
+	fd, err := openRetry(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return sysDir{}, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	return sysDir{fd: fd, name: path, buf: buf}, nil
+}
+
+// sub opens the folder rel below d; d must stay in place while the result is used.
+func (d *sysDir) sub(rel string) (sysDir, error) {
+	fd, err := openRetry(d.fd, rel, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return sysDir{}, &fs.PathError{Op: "open", Path: d.join(rel), Err: err}
+	}
+	return sysDir{fd: fd, parent: d, name: rel, buf: d.buf}, nil
+}
+
+func (d *sysDir) close() { unix.Close(d.fd) }
+
+// join is the path of name inside d, built only for error messages.
+func (d *sysDir) join(name string) string {
+	if d.parent == nil {
+		return d.name + "/" + name
+	}
+	return d.parent.join(d.name + "/" + name)
+}
+
+// names lists the folder once, unsorted.
+func (d *sysDir) names() ([]string, error) {
+	var names []string
+	for {
+		n, err := unix.ReadDirent(d.fd, d.buf.dirent[:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "readdirent", Path: d.join(""), Err: err}
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(d.buf.dirent[:n], -1, names)
+	}
+}
+
+// attr reads an attribute file without its trailing newline.
+func (d *sysDir) attr(name string) (string, error) {
+	fd, err := openRetry(d.fd, name, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		return "", &fs.PathError{Op: "open", Path: d.join(name), Err: err}
+	}
+	defer unix.Close(fd)
+	n, err := readRetry(fd, d.buf.attr[:])
+	if err != nil {
+		return "", &fs.PathError{Op: "read", Path: d.join(name), Err: err}
+	}
+	return strings.TrimSpace(string(d.buf.attr[:n])), nil
+}
+
+// integer reads a decimal attribute.
+func (d *sysDir) integer(name string) (int, error) {
+	s, err := d.attr(name)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, &fs.PathError{Op: "parse", Path: d.join(name), Err: err}
+	}
+	return n, nil
+}
+
+// linkBase is the last element of a symlink's target: the driver of `driver`, the group of
+// `iommu_group`, the address of `physfn` and `virtfnN`.
+func (d *sysDir) linkBase(name string) (string, error) {
+	n, err := unix.Readlinkat(d.fd, name, d.buf.link[:])
+	if err != nil {
+		return "", &fs.PathError{Op: "readlink", Path: d.join(name), Err: err}
+	}
+	return filepath.Base(string(d.buf.link[:n])), nil
+}
+
+// resolves reports whether name, followed through symlinks, exists.
+func (d *sysDir) resolves(name string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(d.fd, name, &st, 0); err != nil {
+		return &fs.PathError{Op: "stat", Path: d.join(name), Err: err}
+	}
+	return nil
+}
+
+func openRetry(dirfd int, path string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, path, flags, 0)
+		if !errors.Is(err, unix.EINTR) {
+			return fd, err
+		}
+	}
+}
+
+// readRetry reads a sysfs attribute, which the kernel hands over whole in the first read: one read
+// call, not a read-until-EOF loop that costs a second call per file.
+func readRetry(fd int, buf []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err == nil && n == len(buf) {
+			return n, unix.EFBIG
+		}
+		return n, err
+	}
+}
+
+// readAttr reads one attribute file by path.
+func readAttr(path string) (string, error) {
+	d, err := openSysDir(filepath.Dir(path), &scratch{})
+	if err != nil {
+		return "", err
+	}
+	defer d.close()
+	return d.attr(filepath.Base(path))
+}
+
+func notExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// hexID turns "0x8086" into "8086".
+func hexID(s string) string {
+	return strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X"))
+}
+
+// isPCIAddress reports whether s is a full PCI address: "0000:3b:01.2".
+func isPCIAddress(s string) bool {
+	if len(s) != 12 || s[4] != ':' || s[7] != ':' || s[10] != '.' {
+		return false
+	}
+	for i, c := range s {
+		if i == 4 || i == 7 || i == 10 {
+			continue
+		}
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return s[11] <= '7' && s[8] <= '1'
+}
+
+// classFromModalias returns "0x020000" from the "bc02sc00i00" tail of a PCI modalias.
+func classFromModalias(m string) (string, bool) {
+	i := strings.LastIndex(m, "bc")
+	if i < 0 || len(m) < i+11 || m[i+4:i+6] != "sc" || m[i+8] != 'i' {
+		return "", false
+	}
+	return "0x" + strings.ToLower(m[i+2:i+4]+m[i+6:i+8]+m[i+9:i+11]), true
+}

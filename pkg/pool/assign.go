@@ -1,0 +1,84 @@
+package pool
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+)
+
+// Assign places each device in the first resource (file order) with a matching selector. Devices
+// with d.ExclusionReason() != "" are never placed (Unassigned with that reason). A PF with VFs
+// enabled (d.HasVFsEnabled()) is placed only by a matching selector that lists its PCI address in
+// pciAddresses; otherwise it is Unassigned with device.ReasonPFWithVFs. Everything else unmatched is
+// Unassigned with device.ReasonNoSelector. Every resource yields a Pool even with zero devices.
+// Deterministic: pools in config order, devices sorted by ID, unassigned sorted by ID. Pure: no I/O;
+// the Devices are copies, sharing only their IfNames slices with devs.
+func Assign(devs []device.Device, cfg *config.Config) Result {
+	// Sort indexes, not the (large) structs; pools then fill in ID order.
+	order := make([]int, len(devs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(devs[a].ID, devs[b].ID) })
+
+	// First decide, then copy each device once into slices of the right size.
+	where := make([]int, len(devs)) // pool index, or unassigned
+	counts := make([]int, len(cfg.Resources)+1)
+	for _, i := range order {
+		p := unassigned
+		if devs[i].ExclusionReason() == "" {
+			p = place(&devs[i], cfg)
+		}
+		where[i] = p
+		if p == unassigned {
+			p = len(cfg.Resources)
+		}
+		counts[p]++
+	}
+	res := Result{Pools: make([]Pool, len(cfg.Resources)), Unassigned: make([]Unassigned, 0, counts[len(cfg.Resources)])}
+	for p := range cfg.Resources {
+		res.Pools[p] = Pool{Resource: cfg.Resources[p], Devices: make([]device.Device, 0, counts[p])}
+	}
+	for _, i := range order {
+		d := &devs[i]
+		if p := where[i]; p != unassigned {
+			res.Pools[p].Devices = append(res.Pools[p].Devices, *d)
+			continue
+		}
+		res.Unassigned = append(res.Unassigned, Unassigned{Device: *d, Reason: reason(d)})
+	}
+	return res
+}
+
+const unassigned = -1
+
+// reason says why an unplaced device is in no pool.
+func reason(d *device.Device) string {
+	if r := d.ExclusionReason(); r != "" {
+		return r
+	}
+	if d.HasVFsEnabled() {
+		return device.ReasonPFWithVFs
+	}
+	return device.ReasonNoSelector
+}
+
+// place returns the index of the first resource that takes d, or unassigned.
+func place(d *device.Device, cfg *config.Config) int {
+	pfWithVFs := d.HasVFsEnabled()
+	for r := range cfg.Resources {
+		for s := range cfg.Resources[r].Selectors {
+			sel := &cfg.Resources[r].Selectors[s]
+			// A PF with VFs carries its VFs' traffic: only a selector that names it may take it.
+			if pfWithVFs && !slices.Contains(sel.PCIAddresses, d.PCIAddress) {
+				continue
+			}
+			if Match(sel, d) {
+				return r
+			}
+		}
+	}
+	return unassigned
+}

@@ -1,0 +1,104 @@
+package pool
+
+import (
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+)
+
+// Match reports whether a device matches one selector object: every set field must match (AND),
+// and within a field any listed value may (OR). Fields read the device as sriov-dp does where they
+// overlap:
+//   - vendors, devices, drivers, pciAddresses: d.Vendor, d.Device, d.Driver, d.PCIAddress;
+//   - pfNames: a VF whose PF's netdev is the name and whose index is in the range; rootDevices: the
+//     same on the PF's PCI address;
+//   - linkTypes (case-insensitive) and ifNames (globs on any host netdev name) need a netdev, so a
+//     vfio-pci VF never matches them;
+//   - linkKinds: the netlink kind of a software link.
+//
+// A software link never matches a selector that sets a PCI-only field. An empty selector matches
+// nothing (config.Parse rejects it; a hand-built one must not select the whole node).
+func Match(sel *config.Selector, d *device.Device) bool {
+	if sel.Empty() {
+		return false
+	}
+	if !d.IsPCI() && (len(sel.Vendors) > 0 || len(sel.Devices) > 0 || len(sel.Drivers) > 0 ||
+		len(sel.PCIAddresses) > 0 || len(sel.PFNames) > 0 || len(sel.RootDevices) > 0) {
+		return false
+	}
+	return matchList(sel.Vendors, d.Vendor) &&
+		matchList(sel.Devices, d.Device) &&
+		matchList(sel.Drivers, d.Driver) &&
+		matchList(sel.PCIAddresses, d.PCIAddress) &&
+		matchPF(sel.PFNames, d, d.PFName) &&
+		matchPF(sel.RootDevices, d, d.PFPCIAddress) &&
+		matchLinkType(sel.LinkTypes, d) &&
+		matchIfNames(sel.IfNames, d) &&
+		matchList(sel.LinkKinds, d.Kind)
+}
+
+// matchList: an unset field matches; a set one needs the (non-empty) value listed.
+func matchList(list []string, v string) bool {
+	return len(list) == 0 || v != "" && slices.Contains(list, v)
+}
+
+// matchPF matches VFs of a PF named by pf (the PF's netdev name or PCI address).
+func matchPF(sels []config.PFSelector, d *device.Device, pf string) bool {
+	if len(sels) == 0 {
+		return true
+	}
+	if !d.IsVF() || pf == "" {
+		return false
+	}
+	for _, s := range sels {
+		if s.PF == pf && s.HasVF(d.VFIndex) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchLinkType(types []string, d *device.Device) bool {
+	if len(types) == 0 {
+		return true
+	}
+	if !hasNetdev(d) || d.LinkType == "" {
+		return false
+	}
+	for _, t := range types {
+		if strings.EqualFold(t, d.LinkType) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchIfNames(patterns []string, d *device.Device) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, name := range netdevNames(d) {
+		for _, p := range patterns {
+			if ok, _ := path.Match(p, name); ok { // patterns were checked by config.Parse
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasNetdev(d *device.Device) bool { return len(d.IfNames) > 0 || d.IfName != "" }
+
+// netdevNames is every host netdev name of the device; IfNames may be unset for software links.
+func netdevNames(d *device.Device) []string {
+	if len(d.IfNames) > 0 {
+		return d.IfNames
+	}
+	if d.IfName != "" {
+		return []string{d.IfName}
+	}
+	return nil
+}

@@ -1,0 +1,318 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+)
+
+// Plugin is the device-plugin service of one pool. It holds the pool's current state as an
+// immutable snapshot; Update swaps it and wakes every ListAndWatch stream.
+type Plugin struct {
+	pluginapi.UnimplementedDevicePluginServer
+	registerapi.UnimplementedRegistrationServer
+
+	name     string // "<prefix>/<name>"
+	observer Observer
+	state    atomic.Pointer[snapshot]
+
+	mu    sync.Mutex // serialises state swaps and guards devs and marks
+	devs  []Device
+	marks map[string]markState
+
+	// set by the manager: socket path for GetInfo, and where a failed watcher registration goes.
+	endpoint  string
+	regFailed chan string
+}
+
+// NewPlugin returns the service of one pool with no devices. The manager serves it; tests may
+// call its methods directly.
+func NewPlugin(res config.Resource, obs Observer) *Plugin {
+	if obs == nil {
+		obs = NopObserver{}
+	}
+	p := &Plugin{
+		name:      res.FullName(),
+		observer:  obs,
+		marks:     map[string]markState{},
+		regFailed: make(chan string, 1),
+	}
+	p.state.Store(build(res, nil, p.marks))
+	return p
+}
+
+// ResourceName is the extended-resource name the pool is registered as.
+func (p *Plugin) ResourceName() string { return p.name }
+
+// Update replaces the pool's devices (and its resource settings, e.g. excludeTopology). The
+// kubelet sees the new list at once if IDs, health or topology changed.
+//
+// A device with Gone set was in the pool and is not on the host now. It stays listed, unhealthy,
+// until it comes back; except a software link that Allocate handed out: its absence means it is
+// inside its pod, so it stays healthy (in use) until it returns or the kubelet offers it as free
+// while still away (then it is lost: unhealthy).
+func (p *Plugin) Update(res config.Resource, devs []Device) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.devs = devs
+	p.swapLocked(res)
+}
+
+// swapLocked rebuilds the snapshot and publishes it if the kubelet-visible list changed.
+func (p *Plugin) swapLocked(res config.Resource) {
+	old := p.state.Load()
+	next := build(res, p.devs, p.marks)
+	logHealthChanges(p.name, old, next)
+	if sameList(old.list, next.list) && sameEntries(old, next) {
+		return
+	}
+	p.state.Store(next)
+	if !sameList(old.list, next.list) {
+		close(old.changed)
+		return
+	}
+	// Only Allocate-side facts changed (addresses, vfio nodes): hand the old waiters over.
+	next.changed = old.changed
+}
+
+// sameEntries reports whether the facts Allocate uses are equal in both snapshots.
+func sameEntries(a, b *snapshot) bool {
+	if len(a.byID) != len(b.byID) || a.res.Name != b.res.Name || a.res.Prefix != b.res.Prefix {
+		return false
+	}
+	for id, x := range a.byID {
+		y, ok := b.byID[id]
+		if !ok || x.Device != y.Device || x.healthy != y.healthy || x.problem != y.problem {
+			return false
+		}
+	}
+	return true
+}
+
+func logHealthChanges(pool string, old, next *snapshot) {
+	if len(old.byID) == 0 && len(next.byID) > 0 {
+		healthy := 0
+		for _, e := range next.byID {
+			if e.healthy {
+				healthy++
+			}
+		}
+		klog.InfoS("Pool has devices", "pool", pool, "devices", len(next.byID), "healthy", healthy)
+		for id, e := range next.byID {
+			if !e.healthy {
+				klog.InfoS("Device unhealthy", "pool", pool, "device", id, "problem", e.problem)
+			}
+		}
+		return
+	}
+	for id, e := range next.byID {
+		prev, ok := old.byID[id]
+		switch {
+		case !ok:
+			klog.InfoS("Device added to pool", "pool", pool, "device", id, "healthy", e.healthy, "problem", e.problem)
+		case prev.healthy != e.healthy || prev.problem != e.problem:
+			klog.InfoS("Device health changed", "pool", pool, "device", id, "healthy", e.healthy, "problem", e.problem)
+		}
+	}
+	for id := range old.byID {
+		if _, ok := next.byID[id]; !ok {
+			klog.InfoS("Device removed from pool", "pool", pool, "device", id)
+		}
+	}
+}
+
+// Devices returns what ListAndWatch sends now.
+func (p *Plugin) Devices() []*pluginapi.Device { return p.state.Load().list }
+
+// GetDevicePluginOptions advertises GetPreferredAllocation; nothing needs PreStartContainer.
+func (p *Plugin) GetDevicePluginOptions(context.Context, *pluginapi.Empty) (*pluginapi.DevicePluginOptions, error) {
+	return &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true}, nil
+}
+
+// ListAndWatch sends the full device list now and again after every change, until the kubelet
+// hangs up or the server stops.
+func (p *Plugin) ListAndWatch(_ *pluginapi.Empty, stream pluginapi.DevicePlugin_ListAndWatchServer) error {
+	klog.V(2).InfoS("ListAndWatch started", "pool", p.name)
+	for {
+		s := p.state.Load()
+		if err := stream.Send(&pluginapi.ListAndWatchResponse{Devices: s.list}); err != nil {
+			return fmt.Errorf("pool %s: send device list: %w", p.name, err)
+		}
+		klog.V(4).InfoS("Sent device list", "pool", p.name, "devices", len(s.list))
+		select {
+		case <-s.changed:
+		case <-stream.Context().Done():
+			klog.V(2).InfoS("ListAndWatch ended", "pool", p.name)
+			return nil
+		}
+	}
+}
+
+// Allocate answers, per container, the CDI names of the devices, the PCIDEVICE_<PREFIX>_<NAME>
+// variable with their PCI addresses (software links have none and are left out of it; the variable
+// is absent when no device has one), and the vfio device nodes of vfio-pci devices.
+func (p *Plugin) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
+	s := p.state.Load()
+	resp := &pluginapi.AllocateResponse{ContainerResponses: make([]*pluginapi.ContainerAllocateResponse, 0, len(req.ContainerRequests))}
+	var handed []string
+	for _, c := range req.ContainerRequests {
+		cr, err := p.allocateContainer(s, c.DevicesIds)
+		if err != nil {
+			p.observer.Allocation(p.name, c.DevicesIds, err)
+			return nil, err
+		}
+		resp.ContainerResponses = append(resp.ContainerResponses, cr)
+		handed = append(handed, c.DevicesIds...)
+	}
+	p.markAllocated(handed)
+	klog.InfoS("Allocated devices", "pool", p.name, "devices", handed)
+	p.observer.Allocation(p.name, handed, nil)
+	return resp, nil
+}
+
+func (p *Plugin) allocateContainer(s *snapshot, ids []string) (*pluginapi.ContainerAllocateResponse, error) {
+	cr := &pluginapi.ContainerAllocateResponse{CdiDevices: make([]*pluginapi.CDIDevice, 0, len(ids))}
+	var addrs []string
+	var groups []string
+	for _, id := range ids {
+		e, ok := s.byID[id]
+		if !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "pool %s has no device %q", p.name, id)
+		}
+		if !e.healthy || (e.Gone && e.PCIAddress == "") {
+			problem := e.problem
+			if e.healthy {
+				problem = "in use by another pod (not on the host)"
+				p.markLost(id)
+			}
+			return nil, status.Errorf(codes.FailedPrecondition, "device %q of pool %s is unhealthy: %s", id, p.name, problem)
+		}
+		cr.CdiDevices = append(cr.CdiDevices, &pluginapi.CDIDevice{Name: e.cdiName})
+		if e.PCIAddress != "" {
+			addrs = append(addrs, e.PCIAddress)
+		}
+		if e.VFIODevice != "" && !contains(groups, e.VFIODevice) {
+			groups = append(groups, e.VFIODevice)
+		}
+	}
+	if len(addrs) > 0 {
+		cr.Envs = map[string]string{s.res.EnvName(): strings.Join(addrs, ",")}
+	}
+	if len(groups) > 0 {
+		cr.Devices = make([]*pluginapi.DeviceSpec, 0, len(groups)+1)
+		cr.Devices = append(cr.Devices, &pluginapi.DeviceSpec{HostPath: vfioControlPath, ContainerPath: vfioControlPath, Permissions: vfioPermissions})
+		for _, g := range groups {
+			cr.Devices = append(cr.Devices, &pluginapi.DeviceSpec{HostPath: g, ContainerPath: g, Permissions: vfioPermissions})
+		}
+	}
+	return cr, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// markAllocated remembers the software links just handed out, so that their absence while inside
+// the pod is not taken for a failure.
+func (p *Plugin) markAllocated(ids []string) {
+	s := p.state.Load()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range ids {
+		if e, ok := s.byID[id]; ok && e.PCIAddress == "" && !e.Gone {
+			p.marks[id] = markAllocated
+		}
+	}
+}
+
+// markLost records that the kubelet considers an absent software link free: the pod that had it
+// is gone and the link did not come back.
+func (p *Plugin) markLost(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.marks[id] == markInPod {
+		p.marks[id] = markLost
+		klog.InfoS("Device did not come back from its pod", "pool", p.name, "device", id)
+		p.swapLocked(p.state.Load().res)
+	}
+}
+
+// settle clears the marks of present software links the kubelet offers as free (their Allocate
+// never led to a pod) and marks absent ones lost.
+func (p *Plugin) settle(available []string) {
+	var lost []string
+	p.mu.Lock()
+	for _, id := range available {
+		switch m, ok := p.marks[id]; {
+		case !ok:
+		case m == markAllocated:
+			delete(p.marks, id)
+		case m == markInPod:
+			lost = append(lost, id)
+		}
+	}
+	p.mu.Unlock()
+	for _, id := range lost {
+		p.markLost(id)
+	}
+}
+
+// GetPreferredAllocation picks, per container, the devices the kubelet should allocate: the
+// must-include ones, then devices of one NUMA node, packed on the fewest PFs, lowest IDs first.
+func (p *Plugin) GetPreferredAllocation(_ context.Context, req *pluginapi.PreferredAllocationRequest) (*pluginapi.PreferredAllocationResponse, error) {
+	resp := &pluginapi.PreferredAllocationResponse{ContainerResponses: make([]*pluginapi.ContainerPreferredAllocationResponse, 0, len(req.ContainerRequests))}
+	for _, c := range req.ContainerRequests {
+		p.settle(c.AvailableDeviceIDs)
+		ids := prefer(p.state.Load().byID, c.AvailableDeviceIDs, c.MustIncludeDeviceIDs, int(c.AllocationSize))
+		resp.ContainerResponses = append(resp.ContainerResponses, &pluginapi.ContainerPreferredAllocationResponse{DeviceIDs: ids})
+	}
+	return resp, nil
+}
+
+// PreStartContainer is not required (not advertised); it succeeds for old kubelets that call it.
+func (p *Plugin) PreStartContainer(context.Context, *pluginapi.PreStartContainerRequest) (*pluginapi.PreStartContainerResponse, error) {
+	return &pluginapi.PreStartContainerResponse{}, nil
+}
+
+// GetInfo answers the kubelet's plugin watcher: a device plugin for this resource on this socket.
+func (p *Plugin) GetInfo(context.Context, *registerapi.InfoRequest) (*registerapi.PluginInfo, error) {
+	return &registerapi.PluginInfo{
+		Type:              registerapi.DevicePlugin,
+		Name:              p.name,
+		Endpoint:          p.endpoint,
+		SupportedVersions: []string{pluginapi.Version},
+	}, nil
+}
+
+// NotifyRegistrationStatus hears the plugin watcher's verdict; a refusal makes the manager serve
+// a fresh socket after a backoff, which the watcher picks up again.
+func (p *Plugin) NotifyRegistrationStatus(_ context.Context, st *registerapi.RegistrationStatus) (*registerapi.RegistrationStatusResponse, error) {
+	if st.PluginRegistered {
+		klog.InfoS("Registered with the kubelet's plugin watcher", "pool", p.name, "socket", p.endpoint)
+		p.observer.Registration(p.name, nil)
+		return &registerapi.RegistrationStatusResponse{}, nil
+	}
+	err := fmt.Errorf("pool %s: kubelet plugin watcher refused socket %s: %s", p.name, p.endpoint, st.Error)
+	klog.ErrorS(err, "Registration failed")
+	p.observer.Registration(p.name, err)
+	select {
+	case p.regFailed <- st.Error:
+	default:
+	}
+	return &registerapi.RegistrationStatusResponse{}, nil
+}

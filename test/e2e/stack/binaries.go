@@ -1,0 +1,74 @@
+// Package stack brings up and tears down a real single-node Kubernetes stack for the end-to-end
+// tests: containerd (CRI, CDI enabled) with Debian's runc, the CNI bridge plugin, and a standalone
+// kubelet running static pods, all on private paths. It records everything it changes on the host
+// in a state file, so that a teardown restores the host whatever happened, even from another process.
+package stack
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Binaries are the programs the stack runs. hack/e2e-deps.sh builds them and prints their folders.
+type Binaries struct {
+	Kubelet    string // kubelet binary
+	Containerd string // containerd binary; containerd-shim-runc-v2 and ctr sit next to it
+	Crictl     string // crictl binary
+	CNIBinDir  string // folder with bridge, host-local, loopback
+	Runc       string // Debian's runc
+	Busybox    string // static busybox for the pod image
+	Agnhost    string // static test/e2e/agnhost binary
+	Pause      string // static test/e2e/pause binary
+}
+
+// Shim is the containerd runc shim next to containerd.
+func (b Binaries) Shim() string {
+	return filepath.Join(filepath.Dir(b.Containerd), "containerd-shim-runc-v2")
+}
+
+// Ctr is containerd's CLI next to containerd.
+func (b Binaries) Ctr() string { return filepath.Join(filepath.Dir(b.Containerd), "ctr") }
+
+// BinariesFromEnv reads the binaries' locations from the environment run.sh sets (the output of
+// `hack/e2e-deps.sh --print-env` plus E2E_AGNHOST and E2E_PAUSE) and checks that each exists.
+func BinariesFromEnv() (Binaries, error) {
+	env := func(name string) string { return os.Getenv(name) }
+	b := Binaries{
+		Kubelet:    filepath.Join(env("E2E_BIN_KUBELET"), "kubelet"),
+		Containerd: filepath.Join(env("E2E_BIN_CONTAINERD"), "containerd"),
+		Crictl:     filepath.Join(env("E2E_BIN_CRICTL"), "crictl"),
+		CNIBinDir:  env("E2E_BIN_CNI"),
+		Runc:       env("E2E_RUNC"),
+		Busybox:    env("E2E_BUSYBOX"),
+		Agnhost:    env("E2E_AGNHOST"),
+		Pause:      env("E2E_PAUSE"),
+	}
+	return b, b.Check()
+}
+
+// Check reports the first binary that is missing, naming it and the variable that sets it.
+func (b Binaries) Check() error {
+	for _, c := range []struct{ path, what string }{
+		{b.Kubelet, "kubelet (E2E_BIN_KUBELET)"},
+		{b.Containerd, "containerd (E2E_BIN_CONTAINERD)"},
+		{b.Shim(), "containerd-shim-runc-v2 (E2E_BIN_CONTAINERD)"},
+		{b.Ctr(), "ctr (E2E_BIN_CONTAINERD)"},
+		{b.Crictl, "crictl (E2E_BIN_CRICTL)"},
+		{filepath.Join(b.CNIBinDir, "bridge"), "CNI bridge (E2E_BIN_CNI)"},
+		{filepath.Join(b.CNIBinDir, "host-local"), "CNI host-local (E2E_BIN_CNI)"},
+		{filepath.Join(b.CNIBinDir, "loopback"), "CNI loopback (E2E_BIN_CNI)"},
+		{b.Runc, "runc (E2E_RUNC)"},
+		{b.Busybox, "busybox (E2E_BUSYBOX)"},
+		{b.Agnhost, "agnhost (E2E_AGNHOST)"},
+		{b.Pause, "pause (E2E_PAUSE)"},
+	} {
+		if c.path == "" || !filepath.IsAbs(c.path) {
+			return fmt.Errorf("%s: path %q is not absolute; run test/e2e/run.sh, which builds and sets it", c.what, c.path)
+		}
+		if _, err := os.Stat(c.path); err != nil {
+			return fmt.Errorf("%s: %w; run hack/e2e-deps.sh", c.what, err)
+		}
+	}
+	return nil
+}

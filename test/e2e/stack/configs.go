@@ -1,0 +1,221 @@
+package stack
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"text/template"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Paths are the stack's private files and folders, all below one work folder.
+type Paths struct {
+	Work              string
+	Logs              string
+	ContainerdRoot    string
+	ContainerdState   string
+	ContainerdSocket  string
+	ContainerdConfig  string
+	ContainerdOpt     string
+	CNIConfDir        string
+	CNIDataDir        string
+	KubeletRoot       string
+	KubeletCertDir    string
+	KubeletConfig     string
+	KubeletPodLogs    string
+	KubeletVolPlugins string
+	Manifests         string
+	CrictlConfig      string
+	Images            string
+}
+
+// NewPaths lays out the private folders below work.
+func NewPaths(work string) Paths {
+	j := func(p string) string { return work + "/" + p }
+	return Paths{
+		Work:              work,
+		Logs:              j("logs"),
+		ContainerdRoot:    j("containerd/root"),
+		ContainerdState:   j("containerd/state"),
+		ContainerdSocket:  j("containerd/containerd.sock"),
+		ContainerdConfig:  j("containerd/config.toml"),
+		ContainerdOpt:     j("containerd/opt"),
+		CNIConfDir:        j("cni/net.d"),
+		CNIDataDir:        j("cni/ipam"),
+		KubeletRoot:       j("kubelet/root"),
+		KubeletCertDir:    j("kubelet/pki"),
+		KubeletConfig:     j("kubelet/config.yaml"),
+		KubeletPodLogs:    j("kubelet/pod-logs"),
+		KubeletVolPlugins: j("kubelet/volume-plugins"),
+		Manifests:         j("manifests"),
+		CrictlConfig:      j("crictl.yaml"),
+		Images:            j("images"),
+	}
+}
+
+// PodResourcesSocket is the kubelet's pod-resources API socket (below its root dir).
+func (p Paths) PodResourcesSocket() string { return p.KubeletRoot + "/pod-resources/kubelet.sock" }
+
+// PluginsRegistryDir is the folder the kubelet's plugin watcher reads (below its root dir).
+func (p Paths) PluginsRegistryDir() string { return p.KubeletRoot + "/plugins_registry" }
+
+// containerdTemplate is containerd's config (version 3). Settings from E2E-NOTES.md: CDI on and reading
+// /var/run/cdi; restrict_oom_score_adj because root here lacks CAP_SYS_RESOURCE; no AppArmor, no
+// hugetlb; Debian's runc with cgroupfs; NRI off; no imports from /etc; every path private; pod netns
+// files below the state dir instead of /run/netns.
+var containerdTemplate = template.Must(template.New("containerd").Funcs(template.FuncMap{"q": strconv.Quote}).Parse(`version = 3
+root = {{q .Paths.ContainerdRoot}}
+state = {{q .Paths.ContainerdState}}
+imports = []
+disabled_plugins = [
+  "io.containerd.nri.v1.nri",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.blockfile",
+  "io.containerd.snapshotter.v1.erofs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = {{q .Paths.ContainerdSocket}}
+
+[ttrpc]
+  address = {{q (print .Paths.ContainerdSocket ".ttrpc")}}
+
+[debug]
+  level = "info"
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = {{q .Paths.ContainerdOpt}}
+
+  [plugins."io.containerd.cri.v1.images"]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.cri.v1.images".pinned_images]
+      sandbox = {{q .SandboxImage}}
+    [plugins."io.containerd.cri.v1.images".registry]
+      config_path = ""
+
+  [plugins."io.containerd.cri.v1.runtime"]
+    enable_cdi = true
+    cdi_spec_dirs = ["/var/run/cdi"]
+    restrict_oom_score_adj = true
+    disable_apparmor = true
+    disable_hugetlb_controller = true
+    tolerate_missing_hugetlb_controller = true
+    netns_mounts_under_state_dir = true
+
+    [plugins."io.containerd.cri.v1.runtime".containerd]
+      default_runtime_name = "runc"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+          BinaryName = {{q .Runc}}
+          SystemdCgroup = false
+
+    [plugins."io.containerd.cri.v1.runtime".cni]
+      bin_dirs = [{{q .CNIBinDir}}]
+      conf_dir = {{q .Paths.CNIConfDir}}
+      max_conf_num = 1
+
+  [plugins."io.containerd.grpc.v1.cri"]
+    disable_tcp_service = true
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "0"
+`))
+
+// ContainerdConfig renders containerd's config.toml.
+func ContainerdConfig(p Paths, sandboxImage, runc, cniBinDir string) ([]byte, error) {
+	var buf bytes.Buffer
+	err := containerdTemplate.Execute(&buf, struct {
+		Paths                         Paths
+		SandboxImage, Runc, CNIBinDir string
+	}{p, sandboxImage, runc, cniBinDir})
+	if err != nil {
+		return nil, fmt.Errorf("render containerd config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// KubeletConfig renders the standalone kubelet's KubeletConfiguration (E2E-NOTES.md): static pods, no
+// API server, loopback only with anonymous AlwaysAllow, cgroupfs on cgroup v1, swap tolerated,
+// eviction and image GC that never act on a test machine, private log and plugin folders.
+// A map rather than k8s.io/kubelet/config/v1beta1: those types pull k8s.io/component-base into go.mod.
+func KubeletConfig(p Paths, ports Ports) ([]byte, error) {
+	cfg := map[string]any{
+		"apiVersion":               "kubelet.config.k8s.io/v1beta1",
+		"kind":                     "KubeletConfiguration",
+		"address":                  "127.0.0.1",
+		"port":                     ports.Kubelet,
+		"readOnlyPort":             0,
+		"healthzBindAddress":       "127.0.0.1",
+		"healthzPort":              ports.Healthz,
+		"authentication":           map[string]any{"anonymous": map[string]any{"enabled": true}, "webhook": map[string]any{"enabled": false}},
+		"authorization":            map[string]any{"mode": "AlwaysAllow"},
+		"containerRuntimeEndpoint": "unix://" + p.ContainerdSocket,
+		"cgroupDriver":             "cgroupfs",
+		"failSwapOn":               false,
+		"failCgroupV1":             false,
+		"staticPodPath":            p.Manifests,
+		"fileCheckFrequency":       "1s",
+		"syncFrequency":            "5s",
+		"podLogsDir":               p.KubeletPodLogs,
+		"volumePluginDir":          p.KubeletVolPlugins,
+		"evictionHard": map[string]string{
+			"memory.available": "1Mi", "nodefs.available": "1%", "nodefs.inodesFree": "1%",
+			"imagefs.available": "1%", "imagefs.inodesFree": "1%",
+		},
+		"imageGCHighThresholdPercent": 100,
+		"imageGCLowThresholdPercent":  99,
+		"serializeImagePulls":         false,
+		"shutdownGracePeriod":         "0s",
+		"resolvConf":                  "/etc/resolv.conf",
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("render kubelet config: %w", err)
+	}
+	return out, nil
+}
+
+// Ports are the kubelet's loopback ports.
+type Ports struct {
+	Kubelet int // HTTPS API (/pods)
+	Healthz int // /healthz
+}
+
+// CNIConfig renders the pod network: a bridge without an address on the host (isGateway false) and
+// without masquerading, with host-local IPAM on a private /24 whose state stays in the work folder.
+func CNIConfig(p Paths, bridge, subnet string) ([]byte, error) {
+	conf := map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       "netdevice-e2e",
+		"plugins": []any{map[string]any{
+			"type":        "bridge",
+			"bridge":      bridge,
+			"isGateway":   false,
+			"ipMasq":      false,
+			"hairpinMode": false,
+			"ipam": map[string]any{
+				"type":    "host-local",
+				"ranges":  [][]map[string]string{{{"subnet": subnet}}},
+				"dataDir": p.CNIDataDir,
+			},
+		}},
+	}
+	out, err := json.MarshalIndent(conf, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("render CNI config: %w", err)
+	}
+	return out, nil
+}
+
+// CrictlConfig points crictl at the private containerd (and keeps it from reading /etc/crictl.yaml).
+func CrictlConfig(p Paths) []byte {
+	return fmt.Appendf(nil, "runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\ndebug: false\npull-image-on-create: false\n",
+		p.ContainerdSocket, p.ContainerdSocket)
+}

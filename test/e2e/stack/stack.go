@@ -1,0 +1,446 @@
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Image references of the local images; pods use them with imagePullPolicy: Never.
+const (
+	PodImage     = "localhost/netdevice-e2e/agnhost:e2e"
+	SandboxImage = "localhost/netdevice-e2e/pause:e2e"
+)
+
+// Options configure a stack. Zero fields take the defaults below.
+type Options struct {
+	Work     string // private work folder (created); required
+	Bins     Binaries
+	NodeName string // default "netdevice-e2e"
+	Bridge   string // CNI bridge name, default "ndpe2e0"
+	Subnet   string // pod network, default "10.237.61.0/24"
+	Ports    Ports  // default 10250 / 10248
+	// KubeletVerbosity is the kubelet's -v (default 2).
+	KubeletVerbosity int
+	Logf             func(format string, args ...any) // progress lines; default: discard
+}
+
+func (o *Options) defaults() {
+	if o.NodeName == "" {
+		o.NodeName = "netdevice-e2e"
+	}
+	if o.Bridge == "" {
+		o.Bridge = "ndpe2e0"
+	}
+	if o.Subnet == "" {
+		o.Subnet = "10.237.61.0/24"
+	}
+	if o.Ports.Kubelet == 0 {
+		o.Ports = Ports{Kubelet: 10250, Healthz: 10248}
+	}
+	if o.KubeletVerbosity == 0 {
+		o.KubeletVerbosity = 2
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+}
+
+// State is everything a teardown needs, saved as JSON in the work folder after every change.
+type State struct {
+	Work   string
+	Before Snapshot
+	Scope  Scope
+	Shim   string // containerd shim binary: shims outlive containerd and are found by it
+	Crictl string // crictl, to remove the pods while containerd still runs
+	Procs  []Proc // in start order
+}
+
+// StateFile is the state's file name inside the work folder.
+const StateFile = "state.json"
+
+// Stack is a running containerd + kubelet.
+type Stack struct {
+	Opts  Options
+	Paths Paths
+
+	mu    sync.Mutex
+	state State
+	procs map[string]*running
+	down  bool
+}
+
+// New checks the options and returns a stack that is not started yet.
+func New(opts Options) (*Stack, error) {
+	opts.defaults()
+	if opts.Work == "" || !filepath.IsAbs(opts.Work) {
+		return nil, fmt.Errorf("stack work folder %q: want an absolute path", opts.Work)
+	}
+	if err := opts.Bins.Check(); err != nil {
+		return nil, err
+	}
+	return &Stack{Opts: opts, Paths: NewPaths(opts.Work), procs: map[string]*running{}}, nil
+}
+
+// Start snapshots the host, then brings up containerd (with the local images imported) and the
+// kubelet. Whatever it returns, Teardown undoes what it did.
+func (s *Stack) Start(ctx context.Context) error { return s.start(ctx) }
+
+func (s *Stack) start(ctx context.Context) error {
+	p := s.Paths
+	if err := os.MkdirAll(p.Work, 0o755); err != nil {
+		return fmt.Errorf("create work folder: %w", err)
+	}
+	before, err := TakeSnapshot()
+	if err != nil {
+		return fmt.Errorf("snapshot host: %w", err)
+	}
+	s.mu.Lock()
+	s.state = State{
+		Work:   p.Work,
+		Before: before,
+		Scope: Scope{
+			MountPrefixes: []string{p.Work, "/var/lib/kubelet", "/run/containerd", "/var/lib/containerd"},
+			Links:         map[string]bool{s.Opts.Bridge: true},
+		},
+		Shim:   s.Opts.Bins.Shim(),
+		Crictl: s.Opts.Bins.Crictl,
+	}
+	err = s.saveLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{p.Logs, p.ContainerdRoot, p.ContainerdState, p.ContainerdOpt, p.CNIConfDir, p.CNIDataDir,
+		p.KubeletRoot, p.KubeletCertDir, p.KubeletPodLogs, p.KubeletVolPlugins, p.Manifests, p.Images} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	for _, l := range before.Links {
+		if l == s.Opts.Bridge {
+			return fmt.Errorf("bridge %s already exists on the host: another end-to-end run is active, or one left it behind", l)
+		}
+	}
+	// containerd's CDI cache watches the folder; it must exist before containerd starts.
+	if err := os.MkdirAll("/var/run/cdi", 0o755); err != nil {
+		return fmt.Errorf("create /var/run/cdi: %w", err)
+	}
+
+	ctrdConf, err := ContainerdConfig(p, SandboxImage, s.Opts.Bins.Runc, s.Opts.Bins.CNIBinDir)
+	if err != nil {
+		return err
+	}
+	kubeletConf, err := KubeletConfig(p, s.Opts.Ports)
+	if err != nil {
+		return err
+	}
+	cniConf, err := CNIConfig(p, s.Opts.Bridge, s.Opts.Subnet)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{
+		{p.ContainerdConfig, ctrdConf},
+		{p.KubeletConfig, kubeletConf},
+		{filepath.Join(p.CNIConfDir, "10-netdevice-e2e.conflist"), cniConf},
+		{p.CrictlConfig, CrictlConfig(p)},
+	} {
+		if err := os.WriteFile(f.path, f.data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f.path, err)
+		}
+	}
+
+	images, err := BuildImages(p.Images, s.Opts.Bins)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := s.startContainerd(ctx); err != nil {
+		return err
+	}
+	for _, img := range images {
+		out, err := exec.CommandContext(ctx, s.Opts.Bins.Ctr(), "-a", p.ContainerdSocket, "-n", "k8s.io",
+			"images", "import", "--platform", "linux/amd64", img).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("import image %s: %w: %s", img, err, out)
+		}
+	}
+	s.Opts.Logf("containerd up, images imported in %v", time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	if err := s.StartKubelet(ctx); err != nil {
+		return err
+	}
+	s.Opts.Logf("kubelet healthy in %v", time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+func (s *Stack) startContainerd(ctx context.Context) error {
+	env := []string{"PATH=" + filepath.Dir(s.Opts.Bins.Containerd) + ":" + os.Getenv("PATH")}
+	r, err := s.startTracked("containerd", s.Opts.Bins.Containerd, []string{"--config", s.Paths.ContainerdConfig}, env)
+	if err != nil {
+		return err
+	}
+	return s.waitFor(ctx, r, 30*time.Second, "containerd CRI answering", func() error {
+		_, err := s.Crictl(ctx, "info")
+		return err
+	})
+}
+
+// StartKubelet starts the kubelet and waits for its /healthz.
+func (s *Stack) StartKubelet(ctx context.Context) error {
+	args := []string{
+		"--config=" + s.Paths.KubeletConfig,
+		"--root-dir=" + s.Paths.KubeletRoot,
+		"--cert-dir=" + s.Paths.KubeletCertDir,
+		"--hostname-override=" + s.Opts.NodeName,
+		fmt.Sprintf("--v=%d", s.Opts.KubeletVerbosity),
+	}
+	r, err := s.startTracked("kubelet", s.Opts.Bins.Kubelet, args, nil)
+	if err != nil {
+		return err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/healthz", s.Opts.Ports.Healthz)
+	return s.waitFor(ctx, r, 60*time.Second, "kubelet /healthz", func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s: %s", url, resp.Status, body)
+		}
+		return nil
+	})
+}
+
+// StopKubelet stops the kubelet (SIGTERM, then SIGKILL).
+func (s *Stack) StopKubelet() error { return s.StopProcess("kubelet") }
+
+// RestartKubelet stops the kubelet and starts it again with the same configuration.
+func (s *Stack) RestartKubelet(ctx context.Context) error {
+	if err := s.StopKubelet(); err != nil {
+		return err
+	}
+	return s.StartKubelet(ctx)
+}
+
+// StartProcess starts a daemon (the device plugin) whose teardown the stack owns; its output goes to
+// logs/<name>.log.
+func (s *Stack) StartProcess(name, exe string, args ...string) (Proc, error) {
+	r, err := s.startTracked(name, exe, args, nil)
+	if err != nil {
+		return Proc{}, err
+	}
+	return r.Proc, nil
+}
+
+// Exited returns a channel closed when the named process exits, and its wait error after that.
+func (s *Stack) Exited(name string) (<-chan struct{}, func() error) {
+	s.mu.Lock()
+	r := s.procs[name]
+	s.mu.Unlock()
+	if r == nil {
+		c := make(chan struct{})
+		close(c)
+		return c, func() error { return fmt.Errorf("%s was never started", name) }
+	}
+	return r.exited, func() error { return r.err }
+}
+
+// StopProcess stops a process the stack started, by PID.
+func (s *Stack) StopProcess(name string) error {
+	s.mu.Lock()
+	r := s.procs[name]
+	s.mu.Unlock()
+	if r == nil {
+		return fmt.Errorf("stop %s: not started", name)
+	}
+	if err := stopProc(r.Proc, 10*time.Second); err != nil {
+		return err
+	}
+	<-r.exited
+	return nil
+}
+
+func (s *Stack) startTracked(name, exe string, args, env []string) (*running, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return nil, fmt.Errorf("start %s: the stack is torn down", name)
+	}
+	if old := s.procs[name]; old != nil && old.Alive() {
+		return nil, fmt.Errorf("start %s: already running as pid %d", name, old.PID)
+	}
+	r, err := startProc(name, exe, args, env, filepath.Join(s.Paths.Logs, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	s.procs[name] = r
+	s.state.Procs = append(s.state.Procs, r.Proc)
+	return r, s.saveLocked()
+}
+
+// waitFor polls check until it succeeds, the process exits, or the timeout passes.
+func (s *Stack) waitFor(ctx context.Context, r *running, timeout time.Duration, what string, check func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		if last = check(); last == nil {
+			return nil
+		}
+		select {
+		case <-r.exited:
+			return fmt.Errorf("%s exited (%v) while waiting for %s; log tail:\n%s", r.Name, r.err, what, Tail(r.Log, 30))
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w (last error: %v); %s log tail:\n%s", what, ctx.Err(), last, r.Name, Tail(r.Log, 30))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// TrackLink records a host link the test created, so that the teardown deletes it whatever happens
+// and the host check expects it gone.
+func (s *Stack) TrackLink(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state.Scope.Links[name] = true
+	return s.saveLocked()
+}
+
+// WriteManifest writes a static pod manifest atomically (a hidden temporary file, which the kubelet
+// ignores, renamed into place) and returns when it appeared.
+func (s *Stack) WriteManifest(file string, data []byte) (time.Time, error) {
+	tmp := filepath.Join(s.Paths.Manifests, "."+file+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return time.Time{}, fmt.Errorf("write manifest %s: %w", file, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.Paths.Manifests, file)); err != nil {
+		return time.Time{}, fmt.Errorf("write manifest %s: %w", file, err)
+	}
+	return time.Now(), nil
+}
+
+// RemoveManifest deletes a static pod manifest and returns when it was removed.
+func (s *Stack) RemoveManifest(file string) (time.Time, error) {
+	if err := os.Remove(filepath.Join(s.Paths.Manifests, file)); err != nil {
+		return time.Time{}, fmt.Errorf("remove manifest %s: %w", file, err)
+	}
+	return time.Now(), nil
+}
+
+// LogFiles returns the log file of every process started, by name.
+func (s *Stack) LogFiles() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for _, p := range s.state.Procs {
+		out[p.Name] = p.Log
+	}
+	return out
+}
+
+// LogTails returns the last n lines of every process's log, kubelet and containerd first.
+func (s *Stack) LogTails(n int) string {
+	files := s.LogFiles()
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	rank := func(n string) int {
+		switch n {
+		case "kubelet":
+			return 0
+		case "containerd":
+			return 1
+		}
+		return 2
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if rank(names[i]) != rank(names[j]) {
+			return rank(names[i]) < rank(names[j])
+		}
+		return names[i] < names[j]
+	})
+	var b strings.Builder
+	for _, name := range names {
+		fmt.Fprintf(&b, "===== %s log (%s), last %d lines =====\n%s\n", name, files[name], n, Tail(files[name], n))
+	}
+	return b.String()
+}
+
+// Tail returns the last n lines of a file.
+func Tail(file string, n int) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", file, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Teardown stops everything, restores the host and checks it against the snapshot taken at start.
+// keepLogs leaves the logs folder in the work folder (for a failed run); everything else there goes.
+// It runs once; later calls return nil.
+func (s *Stack) Teardown(keepLogs bool) error {
+	s.mu.Lock()
+	if s.down {
+		s.mu.Unlock()
+		return nil
+	}
+	s.down = true
+	st := s.state
+	s.mu.Unlock()
+	if st.Work == "" { // nothing was recorded: the start failed before touching the host
+		return nil
+	}
+	return TeardownState(st, s.Paths, keepLogs, s.Opts.Logf)
+}
+
+func (s *Stack) saveLocked() error {
+	data, err := json.MarshalIndent(s.state, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode stack state: %w", err)
+	}
+	file := filepath.Join(s.Paths.Work, StateFile)
+	if err := os.WriteFile(file+".tmp", data, 0o600); err != nil {
+		return fmt.Errorf("save stack state: %w", err)
+	}
+	if err := os.Rename(file+".tmp", file); err != nil {
+		return fmt.Errorf("save stack state: %w", err)
+	}
+	return nil
+}
+
+// LoadState reads a state file written by a stack (for a teardown from another process).
+func LoadState(file string) (State, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return State{}, fmt.Errorf("load stack state: %w", err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return State{}, fmt.Errorf("load stack state %s: %w", file, err)
+	}
+	if st.Work == "" || st.Scope.Links == nil {
+		return State{}, errors.New("load stack state " + file + ": no work folder or scope recorded")
+	}
+	return st, nil
+}
