@@ -36,7 +36,7 @@ func watch(ctx context.Context, ns *netns.NsHandle) (<-chan LinkEvent, error) {
 	updates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	opts := netlink.LinkSubscribeOptions{
-		Namespace:     ns,
+		Namespace: ns,
 		ErrorCallback: func(err error) {
 			if ctx.Err() == nil { // a closed socket after cancel is not news
 				klog.ErrorS(err, "Netlink link subscription failed")

@@ -50,7 +50,7 @@ func TestGHWNames(t *testing.T) {
 // port, representors are VF ports, and a netdev without phys_switch_id is not its business.
 func TestSriovnetRepresentor(t *testing.T) {
 	tests := []struct {
-		fixture, netdev   string
+		fixture, netdev    string
 		representor, known bool
 	}{
 		{"cx6dx-switchdev", "ens2f0np0", false, true},
