@@ -98,9 +98,8 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 	d, err := daemon.New(daemon.Options{
 		ConfigPath:     f.config,
 		DefaultPrefix:  f.prefix,
-		SysfsRoot:      f.sysfsRoot,
 		Scanner:        scanner,
-		Specs:          cdi.NewWriter(f.cdiDir, f.hookPath, cdi.WithSysfsRoot(f.sysfsRoot)),
+		Specs:          cdi.NewWriter(f.cdiDir, f.hookPath),
 		Servers:        mgr,
 		Links:          netdev.WatchLinks,
 		ReconcileLinks: reconcileReturned,

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -23,9 +22,8 @@ import (
 
 // Defaults for the daemon's flags.
 const (
-	DefaultDir       = "/var/run/cdi"
-	DefaultHookPath  = "/opt/netdevice-plugin/bin/netdevice-hook"
-	DefaultSysfsRoot = "/sys"
+	DefaultDir      = "/var/run/cdi"
+	DefaultHookPath = "/opt/netdevice-plugin/bin/netdevice-hook"
 )
 
 // OwnerAnnotation marks a spec as ours when nothing else in it does. Specs whose devices run our hook
@@ -44,27 +42,16 @@ const stagingDir = ".netdevice-plugin-staging"
 // Writer writes one CDI spec file per pool into a directory: kind "<prefix>/<resourceName>", one CDI
 // device per device ID. Its methods are safe for concurrent use.
 type Writer struct {
-	dir       string
-	hookPath  string
-	sysfsRoot string
+	dir      string
+	hookPath string
 
 	mu      sync.Mutex
 	staging *cdi.Cache // the library's writer, pointed at the staging folder
 }
 
-// Option tunes a Writer.
-type Option func(*Writer)
-
-// WithSysfsRoot sets where sysfs is mounted, for telling vfio no-IOMMU groups apart. Default /sys.
-func WithSysfsRoot(root string) Option { return func(w *Writer) { w.sysfsRoot = root } }
-
 // NewWriter returns a Writer for the CDI directory dir whose specs run the hook at hookPath (absolute).
-func NewWriter(dir, hookPath string, opts ...Option) *Writer {
-	w := &Writer{dir: dir, hookPath: hookPath, sysfsRoot: DefaultSysfsRoot}
-	for _, o := range opts {
-		o(w)
-	}
-	return w
+func NewWriter(dir, hookPath string) *Writer {
+	return &Writer{dir: dir, hookPath: hookPath}
 }
 
 // SpecPath is the file of the resource's spec: "<dir>/<prefix>-<name>.json", the name the CDI
@@ -158,7 +145,7 @@ func (w *Writer) spec(p pool.Pool) (*cdispec.Spec, error) {
 		}
 		var edits cdispec.ContainerEdits
 		if d.IsVFIO() {
-			nodes, err := w.vfioNodes(&d)
+			nodes, err := vfioNodes(&d)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("pool %s: device %s left out of the CDI spec: %w", res.FullName(), d.ID, err))
 				continue
@@ -198,18 +185,10 @@ func (w *Writer) hookArgs(verb string, d *device.Device, podIfName string) []str
 
 // vfioNodes are the device nodes of a vfio-pci function: the container node and the group's node,
 // which is noiommu-<group> when the group is a no-IOMMU one (its sysfs name says so).
-func (w *Writer) vfioNodes(d *device.Device) ([]*cdispec.DeviceNode, error) {
-	if d.IOMMUGroup < 0 {
+func vfioNodes(d *device.Device) ([]*cdispec.DeviceNode, error) {
+	node := d.VFIOGroupNode()
+	if node == "" {
 		return nil, fmt.Errorf("vfio-pci device has no IOMMU group")
-	}
-	group := strconv.Itoa(d.IOMMUGroup)
-	node := "/dev/vfio/" + group
-	name, err := os.ReadFile(filepath.Join(w.sysfsRoot, "kernel", "iommu_groups", group, "name"))
-	switch {
-	case err == nil && strings.TrimSpace(string(name)) == "vfio-noiommu":
-		node = "/dev/vfio/noiommu-" + group
-	case err != nil && !errors.Is(err, fs.ErrNotExist): // most groups have no name file
-		return nil, fmt.Errorf("IOMMU group %s: %w", group, err)
 	}
 	return []*cdispec.DeviceNode{{Path: "/dev/vfio/vfio"}, {Path: node}}, nil
 }

@@ -44,23 +44,10 @@ func resource(prefix, name, podIfName string) config.Resource {
 	return config.Resource{Name: name, Prefix: prefix, DeviceType: config.DeviceTypeNetDevice, PodIfName: podIfName}
 }
 
-// sysfsWithNoIOMMUGroup is a sysfs root where IOMMU group 7 is a vfio no-IOMMU group and group 42 a
-// real one (which, as on real hosts, has no name file).
-func sysfsWithNoIOMMUGroup(t *testing.T) string {
-	t.Helper()
-	root := t.TempDir()
-	for group, name := range map[string]string{"7": "vfio-noiommu\n", "42": ""} {
-		dir := filepath.Join(root, "kernel", "iommu_groups", group)
-		if err := os.MkdirAll(filepath.Join(dir, "devices"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if name != "" {
-			if err := os.WriteFile(filepath.Join(dir, "name"), []byte(name), 0o444); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return root
+// noIOMMU marks a vfio device as in a vfio no-IOMMU group, as pkg/pci finds it in sysfs.
+func noIOMMU(d device.Device) device.Device {
+	d.VFIONoIOMMU = true
+	return d
 }
 
 // loadBack loads the CDI folder with the library, as a runtime does, and fails on any spec error.
@@ -77,7 +64,6 @@ func loadBack(t *testing.T, dir string) *cdi.Cache {
 }
 
 func TestWritePool(t *testing.T) {
-	sysfs := sysfsWithNoIOMMUGroup(t)
 	attach := func(args ...string) []string { return append([]string{testHook, "attach"}, args...) }
 	detach := func(args ...string) []string { return append([]string{testHook, "detach"}, args...) }
 
@@ -117,7 +103,7 @@ func TestWritePool(t *testing.T) {
 			name: "vfio pool, IOMMU and no-IOMMU groups",
 			pool: pool.Pool{
 				Resource: resource("intel.com", "dpdk", ""),
-				Devices:  []device.Device{vf("0000:3b:02.0", device.VFIODriver, 42), vf("0000:3b:02.1", device.VFIODriver, 7)},
+				Devices:  []device.Device{vf("0000:3b:02.0", device.VFIODriver, 42), noIOMMU(vf("0000:3b:02.1", device.VFIODriver, 7))},
 			},
 			wantFile:    "intel.com-dpdk.json",
 			wantVersion: "0.6.0", // the owner annotation: nothing else marks a vfio-only spec as ours
@@ -144,7 +130,7 @@ func TestWritePool(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			w := NewWriter(dir, testHook, WithSysfsRoot(sysfs))
+			w := NewWriter(dir, testHook)
 			if err := w.WritePool(tt.pool); err != nil {
 				t.Fatalf("WritePool: %v", err)
 			}
@@ -326,8 +312,7 @@ func TestEmptyPoolAndRemovePool(t *testing.T) {
 
 func TestPrune(t *testing.T) {
 	dir := t.TempDir()
-	sysfs := sysfsWithNoIOMMUGroup(t)
-	w := NewWriter(dir, testHook, WithSysfsRoot(sysfs))
+	w := NewWriter(dir, testHook)
 	kept := seedPool()
 	gone := pool.Pool{Resource: resource("intel.com", "gone", "net1"), Devices: []device.Device{vf("0000:3b:01.0", "iavf", 42)}}
 	goneVFIO := pool.Pool{Resource: resource("intel.com", "gonedpdk", ""), Devices: []device.Device{vf("0000:3b:02.0", device.VFIODriver, 42)}}

@@ -8,11 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -70,7 +67,6 @@ const (
 type Options struct {
 	ConfigPath    string
 	DefaultPrefix string // resource prefix of resources whose config names none
-	SysfsRoot     string // for vfio no-IOMMU groups; "" means /sys
 	Scanner       Scanner
 	Specs         SpecWriter
 	Servers       Servers
@@ -113,9 +109,6 @@ func New(opts Options) (*Daemon, error) {
 	}
 	if opts.DefaultPrefix == "" {
 		opts.DefaultPrefix = config.DefaultResourcePrefix
-	}
-	if opts.SysfsRoot == "" {
-		opts.SysfsRoot = "/sys"
 	}
 	if opts.RescanInterval <= 0 {
 		opts.RescanInterval = DefaultRescanInterval
@@ -180,7 +173,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if !linkSeen.changed(ev) {
 				continue // same name, carrier and alias: an address or statistics update
 			}
-			klog.V(4).InfoS("Link event", "link", ev.Name, "deleted", ev.Deleted, "carrier", ev.Up)
+			klog.V(4).InfoS("Link event", "link", ev.Name, "deleted", ev.Deleted, "carrier", ev.Carrier)
 			// The first event is acted on at once; the rest of its burst waits for the window
 			// to close and makes one more rescan.
 			if linkTimer == nil {
@@ -451,31 +444,11 @@ func (d *Daemon) serverDevice(dev *device.Device, gone bool, inventory map[strin
 		if dev.IOMMUGroup < 0 {
 			sd.Problem = "vfio-pci device without an IOMMU group"
 		} else {
-			sd.VFIODevice = d.vfioNode(dev.IOMMUGroup)
+			sd.VFIODevice = dev.VFIOGroupNode()
 		}
 	}
 	if sd.Problem == "" && !inSpec[dev.ID] {
 		sd.Problem = "not in the pool's CDI spec (writing it failed)"
 	}
 	return sd
-}
-
-// vfioNode is the device node of an IOMMU group: /dev/vfio/noiommu-<g> when sysfs names the group
-// vfio-noiommu, else /dev/vfio/<g>. Read once per scan and group (groups are renumbered when
-// devices come and go, so nothing is kept longer).
-func (d *Daemon) vfioNode(group int) string {
-	if node, ok := d.vfioGroups[group]; ok {
-		return node
-	}
-	g := strconv.Itoa(group)
-	node := "/dev/vfio/" + g
-	name, err := os.ReadFile(filepath.Join(d.opts.SysfsRoot, "kernel", "iommu_groups", g, "name"))
-	switch {
-	case err == nil && strings.TrimSpace(string(name)) == "vfio-noiommu":
-		node = "/dev/vfio/noiommu-" + g
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		klog.ErrorS(err, "Reading the IOMMU group name failed; assuming an IOMMU-backed group", "group", g)
-	}
-	d.vfioGroups[group] = node
-	return node
 }

@@ -311,16 +311,12 @@ func TestRunRefusesInvalidConfig(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.json")
 	write(t, path, `{"resourceList": [{"resourceName": "x", "selectors": {"vendors": ["zz"]}}]}`)
-	tree, err := pcitest.NewTree(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mgr, err := server.NewManager(server.Options{DevicePluginDir: shortDir(t, "dp")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mgr.Close()
-	d, err := New(Options{ConfigPath: path, Scanner: staticScanner{}, Specs: cdi.NewWriter(dir, hookPath, cdi.WithSysfsRoot(tree.Root)), Servers: mgr})
+	d, err := New(Options{ConfigPath: path, Scanner: staticScanner{}, Specs: cdi.NewWriter(dir, hookPath), Servers: mgr})
 	if err != nil {
 		t.Fatal(err)
 	}

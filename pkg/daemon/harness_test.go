@@ -123,9 +123,8 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	}
 	opts := Options{
 		ConfigPath:     h.cfgPath,
-		SysfsRoot:      tree.Root,
 		Scanner:        scanner,
-		Specs:          cdi.NewWriter(h.cdiDir, hookPath, cdi.WithSysfsRoot(tree.Root)),
+		Specs:          cdi.NewWriter(h.cdiDir, hookPath),
 		Servers:        h.mgr,
 		Links:          netdev.WatchLinks,
 		RescanInterval: o.rescan,

@@ -6,7 +6,10 @@
 // netdev on the host, so nothing keys a PCI device by interface name.
 package device
 
-import "slices"
+import (
+	"slices"
+	"strconv"
+)
 
 // Reasons a device is never offered to any pool. They are the words `discover` prints.
 const (
@@ -55,6 +58,7 @@ type Device struct {
 	Carrier       string   `json:"-"` // CarrierUp, CarrierDown or CarrierUnknown
 	SriovTotalVFs int      `json:"-"` // PFs: sriov_totalvfs, else 0
 	SriovNumVFs   int      `json:"-"` // PFs: sriov_numvfs (VFs enabled), else 0
+	VFIONoIOMMU   bool     `json:"-"` // vfio-pci in a no-IOMMU group (kernel/iommu_groups/<g>/name is vfio-noiommu)
 	Representor   bool     `json:"-"` // a switchdev VF/SF representor netdev
 	Loopback      bool     `json:"-"`
 	DefaultRoute  bool     `json:"-"` // one of its netdevs holds the node's IPv4 or IPv6 default route
@@ -73,6 +77,18 @@ func (d *Device) IsVF() bool { return d.PFPCIAddress != "" }
 
 // IsVFIO reports whether the device is bound to vfio-pci (handed to pods as /dev/vfio nodes).
 func (d *Device) IsVFIO() bool { return d.Driver == VFIODriver }
+
+// VFIOGroupNode is the device node of a vfio-pci function's IOMMU group: /dev/vfio/<group>, or
+// /dev/vfio/noiommu-<group> for a no-IOMMU group; "" when the function has no group.
+func (d *Device) VFIOGroupNode() string {
+	if d.IOMMUGroup < 0 {
+		return ""
+	}
+	if d.VFIONoIOMMU {
+		return "/dev/vfio/noiommu-" + strconv.Itoa(d.IOMMUGroup)
+	}
+	return "/dev/vfio/" + strconv.Itoa(d.IOMMUGroup)
+}
 
 // HasVFsEnabled reports whether the device is a PF with SR-IOV VFs enabled.
 func (d *Device) HasVFsEnabled() bool { return d.SriovNumVFs > 0 }

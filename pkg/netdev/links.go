@@ -91,9 +91,17 @@ func FromLink(l netlink.Link) device.Device {
 	return d
 }
 
-// Carrier tells from the link flags whether the link has a carrier (IFF_LOWER_UP).
+// Carrier tells from the link flags whether the link has a carrier (IFF_LOWER_UP). An admin-down
+// link has no carrier to speak of: unknown, not down, since attaching it to a pod sets it up.
 func Carrier(a *netlink.LinkAttrs) string {
-	if a.RawFlags&unix.IFF_LOWER_UP != 0 {
+	return carrierFromFlags(a.RawFlags)
+}
+
+func carrierFromFlags(flags uint32) string {
+	switch {
+	case flags&unix.IFF_UP == 0:
+		return device.CarrierUnknown
+	case flags&unix.IFF_LOWER_UP != 0:
 		return device.CarrierUp
 	}
 	return device.CarrierDown

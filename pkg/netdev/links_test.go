@@ -78,6 +78,10 @@ func attrs(name string) netlink.LinkAttrs {
 	return a
 }
 
+// carrierAdminDown stands in the table for the unknown carrier of an admin-down link ("" means
+// "not checked" there).
+const carrierAdminDown = "admin-down"
+
 func TestSoftwareLinks(t *testing.T) {
 	ns, h := newTestNamespace(t)
 	// Software links a pool can take.
@@ -129,16 +133,16 @@ func TestSoftwareLinks(t *testing.T) {
 		defaultRoute bool
 		carrier      string
 	}{
-		{id: "lo", loopback: true, carrier: device.CarrierDown},
+		{id: "lo", loopback: true, carrier: carrierAdminDown},
 		{id: "dummy0", kind: "veth", carrier: device.CarrierUp},
 		{id: "dummy0p", kind: "veth", carrier: device.CarrierUp},
-		{id: "ifbtest", kind: "ifb", carrier: device.CarrierDown},
+		{id: "ifbtest", kind: "ifb", carrier: carrierAdminDown},
 		{id: "uplink", kind: "veth", defaultRoute: true, carrier: device.CarrierDown},
 		{id: "uplink.mv", kind: "macvlan", defaultRoute: true},
-		{id: "uplinkp", kind: "veth", carrier: device.CarrierDown},
+		{id: "uplinkp", kind: "veth", carrier: carrierAdminDown},
 		{id: "br6", kind: "bridge", defaultRoute: true},
 		{id: "br6port", kind: "veth", defaultRoute: true, carrier: device.CarrierDown},
-		{id: "br6portp", kind: "veth", carrier: device.CarrierDown},
+		{id: "br6portp", kind: "veth", carrier: carrierAdminDown},
 	}
 	if len(devs) != len(tests) {
 		t.Errorf("got %d links %v, want %d", len(devs), order, len(tests))
@@ -153,7 +157,11 @@ func TestSoftwareLinks(t *testing.T) {
 			t.Errorf("%s: kind=%q loopback=%v defaultRoute=%v, want %q %v %v",
 				tt.id, d.Kind, d.Loopback, d.DefaultRoute, tt.kind, tt.loopback, tt.defaultRoute)
 		}
-		if tt.carrier != "" && d.Carrier != tt.carrier {
+		want := tt.carrier
+		if want == carrierAdminDown {
+			want = device.CarrierUnknown
+		}
+		if tt.carrier != "" && d.Carrier != want {
 			t.Errorf("%s: carrier %q, want %q", tt.id, d.Carrier, tt.carrier)
 		}
 		if d.IfName != tt.id || len(d.IfNames) != 1 || d.PCIAddress != "" || d.VFIndex != -1 || d.NUMANode != -1 || d.MTU <= 0 {
@@ -235,11 +243,16 @@ func TestWatchLinks(t *testing.T) {
 	if err := h.LinkSetUp(peer); err != nil {
 		t.Fatal(err)
 	}
-	next(func(e LinkEvent) bool { return e.Name == "w0" && e.Up }, "w0 carrier up")
+	next(func(e LinkEvent) bool { return e.Name == "w0" && e.Carrier == device.CarrierUp }, "w0 carrier up")
 	if err := h.LinkSetDown(peer); err != nil {
 		t.Fatal(err)
 	}
-	next(func(e LinkEvent) bool { return e.Name == "w0" && !e.Up && !e.Deleted }, "w0 carrier down")
+	next(func(e LinkEvent) bool { return e.Name == "w0" && e.Carrier == device.CarrierDown && !e.Deleted }, "w0 carrier down")
+	w0, _ := h.LinkByName("w0")
+	if err := h.LinkSetDown(w0); err != nil {
+		t.Fatal(err)
+	}
+	next(func(e LinkEvent) bool { return e.Name == "w0" && e.Carrier == device.CarrierUnknown }, "w0 admin down")
 	if err := h.LinkDel(peer); err != nil {
 		t.Fatal(err)
 	}

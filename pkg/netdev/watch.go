@@ -16,7 +16,7 @@ type LinkEvent struct {
 	Name    string
 	Index   int
 	Deleted bool
-	Up      bool // carrier present (IFF_LOWER_UP)
+	Carrier string // device.CarrierUp, CarrierDown, or CarrierUnknown when admin down
 	Alias   string
 }
 
@@ -63,7 +63,7 @@ func watch(ctx context.Context, ns *netns.NsHandle) (<-chan LinkEvent, error) {
 					Name:    a.Name,
 					Index:   a.Index,
 					Deleted: u.Header.Type == unix.RTM_DELLINK,
-					Up:      u.IfInfomsg.Flags&unix.IFF_LOWER_UP != 0,
+					Carrier: carrierFromFlags(u.IfInfomsg.Flags),
 					Alias:   a.Alias,
 				}
 				select {

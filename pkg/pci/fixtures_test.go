@@ -30,10 +30,10 @@ var wantFixtures = map[string][]device.Device{
 			Vendor: "8086", Device: "159b", VendorName: intel, DeviceName: e810XXV, Driver: "ice",
 			VFIndex: -1, NUMANode: 0, IOMMUGroup: 31, LinkType: "ether", OperState: "up", Carrier: device.CarrierUp,
 			MAC: "b4:96:91:a5:c7:e0", MTU: 9000, Class: eth, SriovTotalVFs: 128, SriovNumVFs: 4},
-		// Admin down: no carrier file, operstate down.
+		// Admin down: no carrier file, operstate down: carrier unknown (not broken, just not up).
 		{ID: "0000:3b:00.1", PCIAddress: "0000:3b:00.1", IfName: "ens1f1", IfNames: []string{"ens1f1"},
 			Vendor: "8086", Device: "159b", VendorName: intel, DeviceName: e810XXV, Driver: "ice",
-			VFIndex: -1, NUMANode: 0, IOMMUGroup: 32, LinkType: "ether", OperState: "down", Carrier: device.CarrierDown,
+			VFIndex: -1, NUMANode: 0, IOMMUGroup: 32, LinkType: "ether", OperState: "down", Carrier: device.CarrierUnknown,
 			MAC: "b4:96:91:a5:c7:e1", MTU: 1500, Class: eth, SriovTotalVFs: 128, SriovNumVFs: 0},
 		{ID: "0000:3b:01.0", PCIAddress: "0000:3b:01.0", IfName: "ens1f0v0", IfNames: []string{"ens1f0v0"},
 			Vendor: "8086", Device: "1889", VendorName: intel, DeviceName: iavfVF, Driver: "iavf",
@@ -49,7 +49,7 @@ var wantFixtures = map[string][]device.Device{
 			NUMANode: 0, IOMMUGroup: 152, MTU: -1, Class: eth},
 		{ID: "0000:3b:01.3", PCIAddress: "0000:3b:01.3", Vendor: "8086", Device: "1889", VendorName: intel,
 			DeviceName: iavfVF, Driver: "vfio-pci", PFPCIAddress: "0000:3b:00.0", PFName: "ens1f0", VFIndex: 3,
-			NUMANode: 0, IOMMUGroup: 153, MTU: -1, Class: eth},
+			NUMANode: 0, IOMMUGroup: 153, VFIONoIOMMU: true, MTU: -1, Class: eth},
 	},
 	"cx6dx-switchdev": {
 		// PFName of the VFs is the uplink ens2f0np0, though a representor comes first in net/.

@@ -139,16 +139,13 @@ func readNetdev(addr string, dir *sysDir, name string, withPort, eswitch bool) n
 			klog.Warningf("pci: %s: netdev %s: mtu %q is not a number", addr, name, s)
 		}
 	}
+	// The kernel refuses to read the carrier of an admin-down link: unknown, not down. Such a link
+	// is set up when it is attached to a pod, so it is not broken.
 	switch attr("carrier") {
 	case "1":
 		nd.carrier = device.CarrierUp
 	case "0":
 		nd.carrier = device.CarrierDown
-	default:
-		// The kernel refuses to read carrier of an admin-down link.
-		if nd.operState == "down" {
-			nd.carrier = device.CarrierDown
-		}
 	}
 	if withPort {
 		if p, err := strconv.Atoi(attr("dev_port")); err == nil {

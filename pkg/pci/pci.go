@@ -13,6 +13,7 @@ package pci
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -62,6 +63,9 @@ func Scan(sysfsRoot string, db *pcidb.PCIDB) ([]device.Device, error) {
 				continue
 			}
 			if f := readFunction(&dir, addr, nm); f != nil {
+				if f.dev.IsVFIO() {
+					f.dev.VFIONoIOMMU = noIOMMUGroup(sysfsRoot, addr, f.dev.IOMMUGroup)
+				}
 				fns[addr] = f
 				nreps += len(f.reps)
 			}
@@ -252,6 +256,23 @@ func numaNode(dir *sysDir, addr string) int {
 }
 
 // iommuGroup is the number of the iommu_group link, -1 without one.
+// noIOMMUGroup reports whether the IOMMU group is a vfio no-IOMMU one, whose device node is
+// /dev/vfio/noiommu-<group>: its name file says vfio-noiommu (most groups have no name file).
+func noIOMMUGroup(sysfsRoot, addr string, group int) bool {
+	if group < 0 {
+		return false
+	}
+	p := filepath.Join(sysfsRoot, "kernel", "iommu_groups", strconv.Itoa(group), "name")
+	name, err := os.ReadFile(p)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			klog.Warningf("pci: %s: %v: assuming an IOMMU-backed group", addr, err)
+		}
+		return false
+	}
+	return strings.TrimSpace(string(name)) == "vfio-noiommu"
+}
+
 func iommuGroup(dir *sysDir, addr string) int {
 	g, err := dir.linkBase("iommu_group")
 	if err != nil {

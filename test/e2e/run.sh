@@ -10,7 +10,8 @@
 #
 # Environment: E2E_CACHE_DIR (built stack binaries, see hack/e2e-deps.sh), E2E_WORK_ROOT (default
 # /var/tmp/netdevice-e2e), E2E_KEEP_LOGS=1 (keep logs of a passing run), E2E_RUN (a -test.run regexp),
-# E2E_HOLD=60s (smoke/demo: keep the pod up that long before deleting it, to look around).
+# E2E_HOLD=60s (smoke/demo: keep the pod up that long before deleting it, to look around),
+# E2E_PLUGIN + E2E_HOOK (absolute paths: test these binaries instead of building ./cmd/...).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -81,7 +82,10 @@ if [[ $MODE == teardown ]]; then
 	exit 0
 fi
 
-if [[ $MODE != smoke ]]; then
+if [[ $MODE != smoke && -n ${E2E_PLUGIN:-} && -n ${E2E_HOOK:-} ]]; then
+	log "using the given binaries E2E_PLUGIN=$E2E_PLUGIN E2E_HOOK=$E2E_HOOK"
+	export E2E_PLUGIN E2E_HOOK
+elif [[ $MODE != smoke ]]; then
 	log "building netdevice-plugin and netdevice-hook (go build -o bin/ ./cmd/...)"
 	if CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/... >"$RUN_DIR/plugin-build.log" 2>&1 &&
 		[[ -x bin/netdevice-plugin && -x bin/netdevice-hook ]]; then

@@ -21,6 +21,7 @@ var WatchedPaths = []string{
 	"/var/lib/kubelet", "/run/containerd", "/var/run/cdi", "/etc/cdi", "/var/log/containers",
 	"/var/log/pods", "/etc/cni", "/opt/cni", "/var/lib/cni", "/opt/containerd", "/var/lib/containerd",
 	"/etc/containerd", "/usr/libexec/kubernetes", "/var/run/nri", "/opt/nri", "/etc/nri",
+	"/run/netdevice-plugin", "/opt/netdevice-plugin", // the hook's lock folder, the default hook path
 }
 
 // WatchedSysctls are the host sysctls the kubelet sets at start (its kernel tunables) and the one
