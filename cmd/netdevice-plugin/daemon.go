@@ -5,6 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -16,6 +20,7 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/daemon"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/metrics"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/server"
@@ -23,12 +28,18 @@ import (
 
 // daemonFlags are the daemon's command line.
 type daemonFlags struct {
-	config, sysfsRoot, prefix, devicePluginDir, registryDir, cdiDir, hookPath, pciIDs string
-	rescan                                                                            time.Duration
+	config, sysfsRoot, prefix, devicePluginDir, registryDir, cdiDir, hookPath, pciIDs, metricsAddr string
+	rescan                                                                                         time.Duration
 }
 
 func parseDaemonFlags(args []string) (*daemonFlags, int) {
+	return parseDaemonFlagsTo(args, os.Stderr)
+}
+
+// parseDaemonFlagsTo parses the daemon's command line, writing usage and errors to out.
+func parseDaemonFlagsTo(args []string, out io.Writer) (*daemonFlags, int) {
 	fs := flag.NewFlagSet("netdevice-plugin", flag.ContinueOnError)
+	fs.SetOutput(out)
 	klog.InitFlags(fs) // -v, -logtostderr, ...: the Kubernetes logging flags
 	f := &daemonFlags{}
 	fs.StringVar(&f.config, "config", "", "selector config file (JSON or YAML, sriov-dp config.json format), watched for changes; required")
@@ -40,6 +51,7 @@ func parseDaemonFlags(args []string) (*daemonFlags, int) {
 	fs.StringVar(&f.hookPath, "hook-path", cdi.DefaultHookPath, "absolute path of netdevice-hook on the host, written into the CDI specs")
 	fs.DurationVar(&f.rescan, "rescan-interval", daemon.DefaultRescanInterval, "periodic full rescan, the safety net for missed events (VF count, driver rebinds)")
 	fs.StringVar(&f.pciIDs, "pci-ids", "", "pci.ids file for vendor/device names (default: the usual system paths)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address for /metrics and /healthz, e.g. :9402 (\"\" = off)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: netdevice-plugin --config FILE [flags]\n       netdevice-plugin discover --config FILE [flags]\n       netdevice-plugin install-hook [flags]\n\nFlags of the daemon:\n")
 		fs.PrintDefaults()
@@ -90,7 +102,9 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 	if err != nil {
 		return err
 	}
-	mgr, err := server.NewManager(server.Options{DevicePluginDir: f.devicePluginDir, PluginsRegistryDir: f.registryDir})
+	// /healthz fails when no scan succeeded for three rescan intervals: the loop is stuck.
+	m := metrics.New(3 * f.rescan)
+	mgr, err := server.NewManager(server.Options{DevicePluginDir: f.devicePluginDir, PluginsRegistryDir: f.registryDir, Observer: m})
 	if err != nil {
 		return err
 	}
@@ -100,13 +114,21 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 		DefaultPrefix:  f.prefix,
 		Scanner:        scanner,
 		Specs:          cdi.NewWriter(f.cdiDir, f.hookPath),
-		Servers:        mgr,
+		Servers:        m.Servers(mgr),
 		Links:          netdev.WatchLinks,
 		ReconcileLinks: reconcileReturned,
 		RescanInterval: f.rescan,
+		Observer:       m,
 	})
 	if err != nil {
 		return err
+	}
+	if f.metricsAddr != "" {
+		stopMetrics, err := serveMetrics(f.metricsAddr, m)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	klog.InfoS("Starting netdevice-plugin", "config", f.config, "sysfsRoot", f.sysfsRoot, "mode", mgr.Mode(),
 		"cdiDir", f.cdiDir, "hookPath", f.hookPath, "rescanInterval", f.rescan)
@@ -120,4 +142,24 @@ func reconcileReturned() error {
 		klog.InfoS("Link back from a pod namespace renamed to its host name", "from", r.From, "to", r.To, "pciAddress", r.PCIAddress)
 	}
 	return err
+}
+
+// serveMetrics serves /metrics and /healthz until the returned stop is called.
+func serveMetrics(addr string, m *metrics.Metrics) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics address %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.ErrorS(err, "Metrics server stopped", "addr", addr)
+		}
+	}()
+	klog.InfoS("Serving /metrics and /healthz", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }

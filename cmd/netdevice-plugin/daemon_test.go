@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +72,10 @@ func TestRunDaemon(t *testing.T) {
 			t.Fatalf("ip netns add: %v: %s", err, out)
 		}
 		defer func() { _ = exec.Command("ip", "netns", "del", ns).Run() }()
+		// The metrics endpoint listens on the namespace's own loopback.
+		if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			t.Fatalf("lo up: %v: %s", err, out)
+		}
 		cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestRunDaemon$", "-test.v")
 		cmd.Env = append(os.Environ(), envCmdNetns+"="+ns)
 		out, err := cmd.CombinedOutput()
@@ -117,7 +123,8 @@ func TestRunDaemon(t *testing.T) {
 	exit := make(chan int, 1)
 	go func() {
 		exit <- runDaemon([]string{"--config", cfg, "--sysfs-root", tree.Root, "--device-plugin-dir", dp,
-			"--plugins-registry-dir", filepath.Join(dir, "no-registry"), "--cdi-dir", cdiDir, "--hook-path", "/opt/nd/netdevice-hook"})
+			"--plugins-registry-dir", filepath.Join(dir, "no-registry"), "--cdi-dir", cdiDir, "--hook-path", "/opt/nd/netdevice-hook",
+			"--metrics-addr", "127.0.0.1:9402"})
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -137,6 +144,22 @@ func TestRunDaemon(t *testing.T) {
 	}
 	socket := p.Endpoint
 
+	// The same facts on /metrics, scraped over HTTP as Prometheus would.
+	wantMetrics := []string{
+		`netdevice_plugin_pool_capacity{resource="intel.com/sriov_vf"} 1`,
+		`netdevice_plugin_pool_allocatable{resource="intel.com/sriov_vf"} 1`,
+		`netdevice_plugin_registered{resource="intel.com/sriov_vf"} 1`,
+		`netdevice_plugin_allocated_devices_total{resource="intel.com/sriov_vf"} 1`,
+		`netdevice_plugin_config_loads_total{result="applied"} 1`,
+	}
+	body := httpGet(t, "http://127.0.0.1:9402/metrics", http.StatusOK)
+	for _, line := range wantMetrics {
+		if !strings.Contains(body, line+"\n") {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+	httpGet(t, "http://127.0.0.1:9402/healthz", http.StatusOK)
+
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -155,4 +178,21 @@ func TestRunDaemon(t *testing.T) {
 	if !slices.Equal(specs, []string{filepath.Join(cdiDir, "intel.com-sriov_vf.json")}) {
 		t.Errorf("CDI specs after shutdown: %v, want the pool's spec left in place", specs)
 	}
+}
+
+func httpGet(t *testing.T, url string, wantStatus int) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	if resp.StatusCode != wantStatus {
+		t.Fatalf("GET %s: %d %s, want %d", url, resp.StatusCode, body, wantStatus)
+	}
+	return string(body)
 }

@@ -58,7 +58,7 @@ func TestDemo(t *testing.T) {
 	fmt.Printf("dummy0 on the host: %v\n", onHost("dummy0"))
 
 	holdForPerson(st, pod.Name)
-	home := pod.remove(t, "dummy0")
+	home := pod.remove(t, homeLink{"dummy0", seedAddr})
 	section("pod deleted")
 	fmt.Printf("dummy0 back on the host after %d ms\n", home.Milliseconds())
 	timing("demo", "attach_ms", attach, "home_ms", home)

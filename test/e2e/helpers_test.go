@@ -275,6 +275,62 @@ func waitOnHost(ctx context.Context, names []string, timeout time.Duration) (tim
 	return time.Now(), err
 }
 
+// hostLinkReady reports whether a host link is administratively up and carries addr (when set).
+func hostLinkReady(name, addr string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", name, err)
+	}
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		return fmt.Errorf("link %s is down on the host", name)
+	}
+	if addr == "" {
+		return nil
+	}
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("addresses of %s: %w", name, err)
+	}
+	var have []string
+	for _, a := range addrs {
+		if a.IPNet.String() == addr {
+			return nil
+		}
+		have = append(have, a.IPNet.String())
+	}
+	return fmt.Errorf("link %s on the host lacks %s (has %v)", name, addr, have)
+}
+
+// waitAllocatableStable waits until the wanted devices have been allocatable without a break for
+// the stable period. It reports whether they dropped out after first being seen: a health flap a
+// pod admitted at that moment would be rejected for.
+func waitAllocatableStable(ctx context.Context, st *stack.Stack, want stack.Devices, timeout, stable time.Duration) (flapped bool, err error) {
+	var since time.Time
+	err = poll(ctx, timeout, 50*time.Millisecond, func(ctx context.Context) error {
+		got, err := st.Allocatable(ctx)
+		if err != nil {
+			return err
+		}
+		for res, ids := range want {
+			if !reflect.DeepEqual(got[res], ids) {
+				if !since.IsZero() {
+					flapped = true
+				}
+				since = time.Time{}
+				return fmt.Errorf("kubelet allocatable %s = %v, want %v", res, got[res], ids)
+			}
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if held := time.Since(since); held < stable {
+			return fmt.Errorf("allocatable for only %v of %v", held, stable)
+		}
+		return nil
+	})
+	return flapped, err
+}
+
 // waitAllocatable waits until the kubelet's allocatable devices of each wanted resource are exactly
 // the wanted IDs.
 func waitAllocatable(ctx context.Context, st *stack.Stack, want stack.Devices, timeout time.Duration) error {

@@ -24,7 +24,7 @@ import (
 )
 
 var (
-	workRoot  = flag.String("e2e.work", "", "folder for the stacks' private files, one subfolder per test (default: a new folder in /var/tmp)")
+	workRoot  = flag.String("e2e.work", "", "folder for the stacks' private files, one subfolder per test (default: a new folder in /var/tmp/ndp-e2e)")
 	teardown  = flag.String("e2e.teardown", "", "tear down the stack recorded in this state file, verify the host, and exit")
 	keepLogs  = flag.Bool("e2e.keep-logs", false, "keep the logs folder even when the test passes")
 	hold      = flag.Duration("e2e.hold", 0, "smoke and demo: keep the pod running this long before deleting it, to look around")
@@ -110,7 +110,10 @@ func newStack(t *testing.T, name string) *stack.Stack {
 	}
 	root := *workRoot
 	if root == "" {
-		if root, err = os.MkdirTemp("/var/tmp", "netdevice-e2e-"); err != nil {
+		if err := os.MkdirAll("/var/tmp/ndp-e2e", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if root, err = os.MkdirTemp("/var/tmp/ndp-e2e", ""); err != nil {
 			t.Fatal(err)
 		}
 	}

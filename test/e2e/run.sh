@@ -9,14 +9,14 @@
 #   test/e2e/run.sh teardown   tear down whatever a killed run left (state files under E2E_WORK_ROOT)
 #
 # Environment: E2E_CACHE_DIR (built stack binaries, see hack/e2e-deps.sh), E2E_WORK_ROOT (default
-# /var/tmp/netdevice-e2e), E2E_KEEP_LOGS=1 (keep logs of a passing run), E2E_RUN (a -test.run regexp),
+# /var/tmp/ndp-e2e), E2E_KEEP_LOGS=1 (keep logs of a passing run), E2E_RUN (a -test.run regexp),
 # E2E_HOLD=60s (smoke/demo: keep the pod up that long before deleting it, to look around),
 # E2E_PLUGIN + E2E_HOOK (absolute paths: test these binaries instead of building ./cmd/...).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MODE=${1:-all}
-WORK_ROOT=${E2E_WORK_ROOT:-/var/tmp/netdevice-e2e}
+WORK_ROOT=${E2E_WORK_ROOT:-/var/tmp/ndp-e2e} # short: plugin sockets live below it
 LOCK=/run/lock/netdevice-plugin-e2e.lock
 
 log() { echo "run.sh: $*" >&2; }
@@ -67,7 +67,7 @@ while IFS='=' read -r k v; do
 done <<<"$ENV_LINES"
 T_DEPS=$(date +%s)
 
-RUN_DIR=$(mktemp -d "$WORK_ROOT/run.XXXXXX")
+RUN_DIR=$(mktemp -d "$WORK_ROOT/XXXXXX")
 BIN=$RUN_DIR/bin
 mkdir -p "$BIN"
 log "building the test binaries into $BIN"

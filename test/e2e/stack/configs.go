@@ -44,16 +44,20 @@ func NewPaths(work string) Paths {
 		ContainerdOpt:     j("containerd/opt"),
 		CNIConfDir:        j("cni/net.d"),
 		CNIDataDir:        j("cni/ipam"),
-		KubeletRoot:       j("kubelet/root"),
-		KubeletCertDir:    j("kubelet/pki"),
-		KubeletConfig:     j("kubelet/config.yaml"),
-		KubeletPodLogs:    j("kubelet/pod-logs"),
-		KubeletVolPlugins: j("kubelet/volume-plugins"),
+		KubeletRoot:       j("kubelet"), // short: plugin sockets live below it (108-byte limit)
+		KubeletCertDir:    j("kubelet-pki"),
+		KubeletConfig:     j("kubelet.yaml"),
+		KubeletPodLogs:    j("pod-logs"),
+		KubeletVolPlugins: j("volume-plugins"),
 		Manifests:         j("manifests"),
 		CrictlConfig:      j("crictl.yaml"),
 		Images:            j("images"),
 	}
 }
+
+// MaxSocketDirLen is the longest PluginsRegistryDir that leaves a plugin 45 bytes for its socket name
+// within the kernel's 108-byte unix socket path limit.
+const MaxSocketDirLen = 107 - 45
 
 // PodResourcesSocket is the kubelet's pod-resources API socket (below its root dir).
 func (p Paths) PodResourcesSocket() string { return p.KubeletRoot + "/pod-resources/kubelet.sock" }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -100,8 +102,8 @@ func TestKubeletConfig(t *testing.T) {
 		{"cgroupDriver", "cgroupfs"},
 		{"failSwapOn", false},
 		{"failCgroupV1", false},
-		{"podLogsDir", "/w/kubelet/pod-logs"},
-		{"volumePluginDir", "/w/kubelet/volume-plugins"},
+		{"podLogsDir", "/w/pod-logs"},
+		{"volumePluginDir", "/w/volume-plugins"},
 		{"imageGCHighThresholdPercent", float64(100)},
 		{"imageGCLowThresholdPercent", float64(99)},
 	}
@@ -166,7 +168,29 @@ func TestCrictlConfig(t *testing.T) {
 
 func TestPaths(t *testing.T) {
 	p := NewPaths("/w")
-	if p.PodResourcesSocket() != "/w/kubelet/root/pod-resources/kubelet.sock" || p.PluginsRegistryDir() != "/w/kubelet/root/plugins_registry" {
+	if p.PodResourcesSocket() != "/w/kubelet/pod-resources/kubelet.sock" || p.PluginsRegistryDir() != "/w/kubelet/plugins_registry" {
 		t.Errorf("kubelet sockets: %s, %s", p.PodResourcesSocket(), p.PluginsRegistryDir())
+	}
+}
+
+func TestNewRejectsLongWorkFolder(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"kubelet", "containerd", "containerd-shim-runc-v2", "ctr", "crictl", "bridge", "host-local", "loopback", "runc", "busybox", "agnhost", "pause"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := func(f string) string { return filepath.Join(dir, f) }
+	b := Binaries{Kubelet: j("kubelet"), Containerd: j("containerd"), Crictl: j("crictl"), CNIBinDir: dir,
+		Runc: j("runc"), Busybox: j("busybox"), Agnhost: j("agnhost"), Pause: j("pause")}
+	if _, err := New(Options{Work: "/var/tmp/ndp-e2e/AbC123/scenarios", Bins: b}); err != nil {
+		t.Errorf("New with run.sh's work folder: %v", err)
+	}
+	long := "/var/tmp/" + strings.Repeat("x", 60)
+	if _, err := New(Options{Work: long, Bins: b}); err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Errorf("New(%s) = %v, want a too-long error", long, err)
+	}
+	if _, err := New(Options{Work: "relative", Bins: b}); err == nil {
+		t.Error("New accepted a relative work folder")
 	}
 }

@@ -89,7 +89,12 @@ func New(opts Options) (*Stack, error) {
 	if err := opts.Bins.Check(); err != nil {
 		return nil, err
 	}
-	return &Stack{Opts: opts, Paths: NewPaths(opts.Work), procs: map[string]*running{}}, nil
+	p := NewPaths(opts.Work)
+	if d := p.PluginsRegistryDir(); len(d) > MaxSocketDirLen {
+		return nil, fmt.Errorf("stack work folder %q is too long: plugin sockets in %s would pass the 108-byte unix socket limit (keep it under %d bytes)",
+			opts.Work, d, MaxSocketDirLen-len(d)+len(opts.Work))
+	}
+	return &Stack{Opts: opts, Paths: p, procs: map[string]*running{}}, nil
 }
 
 // Start snapshots the host, then brings up containerd (with the local images imported) and the

@@ -1,0 +1,196 @@
+// Package metrics exposes what the daemon does as Prometheus metrics on /metrics, and its liveness on
+// /healthz. It hears the daemon through the observer seams of pkg/server and pkg/daemon and by
+// wrapping the pool servers, so neither package knows about Prometheus.
+package metrics
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/daemon"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/server"
+)
+
+const namespace = "netdevice_plugin"
+
+// Metrics holds the daemon's metrics. It implements server.Observer and daemon.Observer.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	capacity        *prometheus.GaugeVec
+	allocatable     *prometheus.GaugeVec
+	unhealthy       *prometheus.GaugeVec
+	allocations     *prometheus.CounterVec
+	allocatedDevs   *prometheus.CounterVec
+	registered      *prometheus.GaugeVec
+	registrations   *prometheus.CounterVec
+	reregistrations *prometheus.CounterVec
+	configReloads   *prometheus.CounterVec
+	scanDuration    prometheus.Histogram
+	devices         prometheus.Gauge
+
+	mu             sync.Mutex
+	everRegistered map[string]bool
+	lastScan       time.Time // last successful scan
+	maxScanAge     time.Duration
+	now            func() time.Time
+}
+
+// New creates the metrics. maxScanAge is how old the last successful scan may be before /healthz
+// fails: a few rescan intervals.
+func New(maxScanAge time.Duration) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		capacity: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_capacity",
+			Help: "Devices a pool advertises to the kubelet, healthy or not."}, []string{"resource"}),
+		allocatable: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_allocatable",
+			Help: "Healthy devices of a pool, what the kubelet may allocate (in use or free)."}, []string{"resource"}),
+		unhealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_unhealthy",
+			Help: "Unhealthy devices of a pool (carrier down, driver unbound, gone)."}, []string{"resource"}),
+		allocations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "allocations_total",
+			Help: "Allocate calls of the kubelet, by result (ok, error)."}, []string{"resource", "result"}),
+		allocatedDevs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "allocated_devices_total",
+			Help: "Devices handed to containers by successful Allocate calls."}, []string{"resource"}),
+		registered: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "registered",
+			Help: "1 when the pool's server is registered with the kubelet, else 0."}, []string{"resource"}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "registrations_total",
+			Help: "Registration attempts with the kubelet, by result (ok, error)."}, []string{"resource", "result"}),
+		reregistrations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kubelet_reregistrations_total",
+			Help: "Successful registrations after the first one of a pool: kubelet restarts survived."}, []string{"resource"}),
+		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "config_loads_total",
+			Help: "Config loads, by result: applied, or rejected (the old pools stay)."}, []string{"result"}),
+		scanDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "scan_duration_seconds",
+			Help: "Time to discover the node's devices.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		devices: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "discovered_devices",
+			Help: "Devices found by the last successful scan, in a pool or not."}),
+		everRegistered: map[string]bool{},
+		maxScanAge:     maxScanAge,
+		now:            time.Now,
+	}
+	m.registry.MustRegister(m.capacity, m.allocatable, m.unhealthy, m.allocations, m.allocatedDevs,
+		m.registered, m.registrations, m.reregistrations, m.configReloads, m.scanDuration, m.devices,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range []string{"applied", "rejected"} {
+		m.configReloads.WithLabelValues(r) // present at zero, so a rate() has a series from the start
+	}
+	return m
+}
+
+// Registry is where the metrics are registered.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Registration implements server.Observer.
+func (m *Metrics) Registration(resource string, err error) {
+	if err != nil {
+		m.registrations.WithLabelValues(resource, "error").Inc()
+		m.registered.WithLabelValues(resource).Set(0)
+		return
+	}
+	m.registrations.WithLabelValues(resource, "ok").Inc()
+	m.registered.WithLabelValues(resource).Set(1)
+	m.mu.Lock()
+	again := m.everRegistered[resource]
+	m.everRegistered[resource] = true
+	m.mu.Unlock()
+	if again {
+		m.reregistrations.WithLabelValues(resource).Inc()
+	}
+}
+
+// Allocation implements server.Observer.
+func (m *Metrics) Allocation(resource string, ids []string, err error) {
+	if err != nil {
+		m.allocations.WithLabelValues(resource, "error").Inc()
+		return
+	}
+	m.allocations.WithLabelValues(resource, "ok").Inc()
+	m.allocatedDevs.WithLabelValues(resource).Add(float64(len(ids)))
+}
+
+// ConfigLoaded implements daemon.Observer.
+func (m *Metrics) ConfigLoaded(_ string, err error) {
+	if err != nil {
+		m.configReloads.WithLabelValues("rejected").Inc()
+		return
+	}
+	m.configReloads.WithLabelValues("applied").Inc()
+}
+
+// Scanned implements daemon.Observer.
+func (m *Metrics) Scanned(devices int, took time.Duration, err error) {
+	if err != nil {
+		return
+	}
+	m.scanDuration.Observe(took.Seconds())
+	m.devices.Set(float64(devices))
+	m.mu.Lock()
+	m.lastScan = m.now()
+	m.mu.Unlock()
+}
+
+// Servers wraps the pool servers so that every pool update sets the pool's gauges.
+func (m *Metrics) Servers(inner daemon.Servers) daemon.Servers {
+	return &servers{inner: inner, m: m}
+}
+
+type servers struct {
+	inner daemon.Servers
+	m     *Metrics
+}
+
+func (s *servers) Update(res config.Resource, devs []server.Device) error {
+	err := s.inner.Update(res, devs)
+	healthy := 0
+	for _, d := range devs {
+		if d.Problem == "" {
+			healthy++
+		}
+	}
+	name := res.FullName()
+	s.m.capacity.WithLabelValues(name).Set(float64(len(devs)))
+	s.m.allocatable.WithLabelValues(name).Set(float64(healthy))
+	s.m.unhealthy.WithLabelValues(name).Set(float64(len(devs) - healthy))
+	return err
+}
+
+func (s *servers) Remove(res config.Resource) error {
+	err := s.inner.Remove(res)
+	name := res.FullName()
+	for _, g := range []*prometheus.GaugeVec{s.m.capacity, s.m.allocatable, s.m.unhealthy, s.m.registered} {
+		g.DeleteLabelValues(name)
+	}
+	return err
+}
+
+// Handler serves /metrics and /healthz.
+func (m *Metrics) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry}))
+	mux.HandleFunc("/healthz", m.healthz)
+	return mux
+}
+
+// healthz is healthy once a scan succeeded and while the last success is recent: a daemon whose
+// loop is stuck or whose scans keep failing gets restarted by its liveness probe.
+func (m *Metrics) healthz(w http.ResponseWriter, _ *http.Request) {
+	m.mu.Lock()
+	last := m.lastScan
+	age := m.now().Sub(last)
+	m.mu.Unlock()
+	switch {
+	case last.IsZero():
+		http.Error(w, "no successful scan yet", http.StatusServiceUnavailable)
+	case age > m.maxScanAge:
+		http.Error(w, fmt.Sprintf("last successful scan %s ago (limit %s)", age.Round(time.Second), m.maxScanAge),
+			http.StatusServiceUnavailable)
+	default:
+		fmt.Fprintf(w, "ok: last scan %s ago\n", age.Round(time.Millisecond))
+	}
+}
