@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the end-to-end stack: kubelet, containerd + shim + ctr, CNI plugins, crictl,
 # and installs Debian's runc and busybox-static. Every Go component is cached by version under
-# $E2E_CACHE_DIR/<component>-<version>/bin and marked complete by a .done stamp, so a warm run
-# only checks stamps. Prints nothing on stdout but, with --print-env, the PATH line to use.
+# $E2E_CACHE_DIR/<component>-<version>/bin and marked complete by a .done stamp holding its build
+# recipe, so a warm run only compares stamps and a changed recipe rebuilds. All Go binaries are
+# static (CGO_ENABLED=0): a fresh machine needs no C toolchain. Prints nothing on stdout but, with
+# --print-env, the E2E_* variables test/e2e/run.sh reads.
 #
 # Env overrides: E2E_CACHE_DIR, KUBELET_VERSION, CONTAINERD_VERSION, CNI_PLUGINS_VERSION,
 # CRICTL_VERSION, E2E_GOCACHE / E2E_GOMODCACHE (default: the caller's Go caches).
@@ -27,18 +29,23 @@ die() {
 # component_dir NAME VERSION -> cache directory of that build
 component_dir() { echo "$E2E_CACHE_DIR/$1-$2"; }
 
-# cached NAME VERSION -> true when that component finished building before
-cached() { [[ -f "$(component_dir "$1" "$2")/.done" ]]; }
+# cached NAME VERSION RECIPE -> true when that component finished building with that recipe
+cached() {
+	local stamp
+	stamp="$(component_dir "$1" "$2")/.done"
+	[[ -f $stamp && "$(head -n 1 "$stamp")" == "$3" ]]
+}
 
-mark_done() { date -u +%FT%TZ >"$(component_dir "$1" "$2")/.done"; }
+mark_done() { printf '%s\nbuilt %s\n' "$3" "$(date -u +%FT%TZ)" >"$(component_dir "$1" "$2")/.done"; }
 
 build_kubelet() {
 	local dir src k8smod
 	dir=$(component_dir kubelet "$KUBELET_VERSION")
-	cached kubelet "$KUBELET_VERSION" && return 0
+	local recipe="r1 scratch-module CGO_ENABLED=0 version-ldflags"
+	cached kubelet "$KUBELET_VERSION" "$recipe" && return 0
 	log "building kubelet $KUBELET_VERSION (about 5 minutes on 2 cores)"
 	src="$dir/src"
-	rm -rf "$src" && mkdir -p "$src" "$dir/bin"
+	rm -rf "${src:?}" && mkdir -p "$src" "$dir/bin"
 	# kubernetes' go.mod requires its staging modules as v0.0.0 with local replaces; a scratch
 	# module must replace each of them with the published v0.<minor>.<patch> tag.
 	local staging=${KUBELET_VERSION/#v1./v0.}
@@ -73,23 +80,23 @@ EOF
 			k8s.io/kubernetes/cmd/kubelet
 	)
 	"$dir/bin/kubelet" --version | grep -qF "$KUBELET_VERSION" || die "kubelet reports the wrong version"
-	mark_done kubelet "$KUBELET_VERSION"
+	mark_done kubelet "$KUBELET_VERSION" "$recipe"
 }
 
-# go_install NAME VERSION CGO PKG... : go install the packages into the component's bin dir
+# go_install NAME VERSION TAGS PKG... : go install the packages, static, into the component's bin dir
 go_install() {
-	local name=$1 version=$2 cgo=$3
+	local name=$1 version=$2 tags=$3
 	shift 3
-	local dir
+	local dir recipe="r1 CGO_ENABLED=0 tags=$tags $*"
 	dir=$(component_dir "$name" "$version")
-	cached "$name" "$version" && return 0
+	cached "$name" "$version" "$recipe" && return 0
 	log "building $name $version"
-	mkdir -p "$dir/bin"
+	rm -rf "${dir:?}/bin" && mkdir -p "$dir/bin"
 	local p
 	for p in "$@"; do
-		(cd "$dir" && GOBIN="$dir/bin" CGO_ENABLED=$cgo go install -ldflags "-s -w" "$p@$version")
+		(cd "$dir" && GOBIN="$dir/bin" CGO_ENABLED=0 go install -tags "$tags" -ldflags "-s -w" "$p@$version")
 	done
-	mark_done "$name" "$version"
+	mark_done "$name" "$version" "$recipe"
 }
 
 apt_install() {
@@ -109,15 +116,16 @@ main() {
 	exec 9>"$E2E_CACHE_DIR/.lock"
 	flock 9
 	apt_install runc busybox-static
-	go_install containerd "$CONTAINERD_VERSION" 1 \
+	# no_btrfs: the btrfs snapshotter is the one part that needs cgo (and is disabled anyway)
+	go_install containerd "$CONTAINERD_VERSION" no_btrfs \
 		github.com/containerd/containerd/v2/cmd/containerd \
 		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
 		github.com/containerd/containerd/v2/cmd/ctr
-	go_install cni-plugins "$CNI_PLUGINS_VERSION" 0 \
+	go_install cni-plugins "$CNI_PLUGINS_VERSION" "" \
 		github.com/containernetworking/plugins/plugins/main/bridge \
 		github.com/containernetworking/plugins/plugins/main/loopback \
 		github.com/containernetworking/plugins/plugins/ipam/host-local
-	go_install crictl "$CRICTL_VERSION" 0 sigs.k8s.io/cri-tools/cmd/crictl
+	go_install crictl "$CRICTL_VERSION" "" sigs.k8s.io/cri-tools/cmd/crictl
 	build_kubelet
 
 	if [[ "${1:-}" == "--print-env" ]]; then

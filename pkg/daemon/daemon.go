@@ -84,13 +84,12 @@ type Options struct {
 type Daemon struct {
 	opts Options
 
-	cfg        *config.Config
-	cfgErr     string                   // last config error logged by a periodic reload
-	hostNames  map[string]hostNames     // PCI address -> last host netdev names seen
-	pooled     map[string]device.Device // ID -> last seen copy of every device in a pool
-	written    map[string]pool.Pool     // full name -> the pool as its CDI spec was last written
-	served     map[string]config.Resource
-	vfioGroups map[int]string // IOMMU group -> its /dev/vfio node, for the scan being applied
+	cfg       *config.Config
+	cfgErr    string                   // last config error logged by a periodic reload
+	hostNames map[string]hostNames     // PCI address -> last host netdev names seen
+	pooled    map[string]device.Device // ID -> last seen copy of every device in a pool
+	written   map[string]pool.Pool     // full name -> the pool as its CDI spec was last written
+	served    map[string]config.Resource
 }
 
 // hostNames are the netdev names a PCI function last had on the host, with its driver then.
@@ -120,12 +119,11 @@ func New(opts Options) (*Daemon, error) {
 		opts.Observer = NopObserver{}
 	}
 	return &Daemon{
-		opts:       opts,
-		hostNames:  map[string]hostNames{},
-		pooled:     map[string]device.Device{},
-		written:    map[string]pool.Pool{},
-		served:     map[string]config.Resource{},
-		vfioGroups: map[int]string{},
+		opts:      opts,
+		hostNames: map[string]hostNames{},
+		pooled:    map[string]device.Device{},
+		written:   map[string]pool.Pool{},
+		served:    map[string]config.Resource{},
 	}, nil
 }
 
@@ -327,7 +325,6 @@ func (d *Daemon) refresh(why string) error {
 // apply places the scanned devices in the pools of the current config and brings specs and
 // servers in line: specs first, so a device is never advertised before its CDI spec exists.
 func (d *Daemon) apply(devs []device.Device) {
-	clear(d.vfioGroups)
 	present := make(map[string]bool, len(devs))
 	inventory := make(map[string]*device.Device, len(devs))
 	for i := range devs {

@@ -97,7 +97,8 @@ func build(res config.Resource, devs []Device, marks map[string]markState) *snap
 
 // health decides a device's health and updates its mark. A PCI function that is gone is gone (its
 // function left sysfs); a software link that is gone after Allocate handed it out is inside its
-// pod, so it stays healthy (in use) until the kubelet offers it as free while it is still away.
+// pod, so it stays healthy (in use) until the kubelet offers it as free while it is still away. A
+// link that comes home keeps its allocation mark: a restarted container takes it again.
 func health(d Device, cdiName string, marks map[string]markState) (bool, string) {
 	if cdiName == "" {
 		return false, ProblemCDIName
@@ -116,7 +117,9 @@ func health(d Device, cdiName string, marks map[string]markState) (bool, string)
 	case d.Gone:
 		return false, ProblemGone
 	case marked && m != markAllocated:
-		delete(marks, d.ID) // home again
+		// Home again, but maybe only for a container restart (poststop detach, then createRuntime
+		// attach into the same pod): it stays allocated until the kubelet offers it as free.
+		marks[d.ID] = markAllocated
 	}
 	if d.Problem != "" {
 		return false, d.Problem

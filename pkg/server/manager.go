@@ -7,6 +7,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -142,8 +144,15 @@ func NewManager(opts Options) (*Manager, error) {
 func (m *Manager) Mode() Mode { return m.mode }
 
 // SocketPath is where the pool's server listens.
+// A name that would not fit a unix socket path (long prefixes and names are valid resource names)
+// becomes "netdevice-<hash>.sock": still unique per pool and stable across restarts.
 func (m *Manager) SocketPath(res config.Resource) string {
-	return filepath.Join(m.sockDir, SocketName(res))
+	path := filepath.Join(m.sockDir, SocketName(res))
+	if len(path) <= maxUnixPath {
+		return path
+	}
+	sum := sha256.Sum256([]byte(res.FullName()))
+	return filepath.Join(m.sockDir, "netdevice-"+hex.EncodeToString(sum[:8])+".sock")
 }
 
 var unsafeSocketChars = regexp.MustCompile(`[^A-Za-z0-9_.-]`)

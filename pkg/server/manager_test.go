@@ -446,15 +446,38 @@ func TestSocketName(t *testing.T) {
 	}
 }
 
-func TestUpdateRejectsTooLongSocketPath(t *testing.T) {
-	m, err := NewManager(Options{DevicePluginDir: t.TempDir()})
+// A pool whose readable socket name would not fit a unix socket path is served on a short hashed
+// one; only a socket folder too long for even that is an error, naming the pool.
+func TestLongSocketPaths(t *testing.T) {
+	m, err := NewManager(Options{DevicePluginDir: shortDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Close() })
-	long := config.Resource{Prefix: "networking.k8s.io", Name: strings.Repeat("x", 100)}
-	err = m.Update(long, nil)
+	long := config.Resource{Prefix: "networking.k8s.io", Name: strings.Repeat("x", 60) + "1"}
+	long2 := config.Resource{Prefix: "networking.k8s.io", Name: strings.Repeat("x", 60) + "2"}
+	p1, p2 := m.SocketPath(long), m.SocketPath(long2)
+	if len(p1) > maxUnixPath || p1 == p2 || !strings.HasPrefix(filepath.Base(p1), "netdevice-") {
+		t.Fatalf("socket paths %s, %s: want short, distinct, ours", p1, p2)
+	}
+	if err := m.Update(long, nil); err != nil {
+		t.Fatalf("Update of a pool with a long name: %v", err)
+	}
+	if _, err := os.Lstat(p1); err != nil {
+		t.Errorf("socket %s not served: %v", p1, err)
+	}
+
+	deep := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := NewManager(Options{DevicePluginDir: deep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m2.Close() })
+	err = m2.Update(long, nil)
 	if err == nil || !strings.Contains(err.Error(), long.FullName()) {
-		t.Fatalf("Update with a %d-byte socket path: %v, want an error naming the pool", len(m.SocketPath(long)), err)
+		t.Fatalf("Update with a %d-byte socket path: %v, want an error naming the pool", len(m2.SocketPath(long)), err)
 	}
 }

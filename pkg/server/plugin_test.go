@@ -198,6 +198,12 @@ func TestGoneDevicesAfterAllocate(t *testing.T) {
 	// The pod ended and dummy0 came home.
 	update(devs)
 	wait("[0000:3b:02.0:Healthy[numa0] dummy0:Healthy dummy1:Healthy]")
+	// Or was that a container restart? poststop detach brought it home and createRuntime attach
+	// takes it back into the same pod, with no Allocate in between: in use, not broken.
+	update(gone)
+	wait("[0000:3b:02.0:Unhealthy[numa0] dummy0:Healthy dummy1:Healthy]")
+	update(devs)
+	wait("[0000:3b:02.0:Healthy[numa0] dummy0:Healthy dummy1:Healthy]")
 	// Allocated again and gone into a pod; then the kubelet offers it as free while it is still
 	// away: it never came back.
 	if err := alloc("dummy0"); err != nil {

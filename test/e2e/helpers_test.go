@@ -149,6 +149,16 @@ func addHostLink(t *testing.T, st *stack.Stack, l hostLink) {
 	logf("host link %s (%s) created", l.Name, kind)
 }
 
+// hostMAC returns a host link's hardware address.
+func hostMAC(t *testing.T, name string) string {
+	t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatalf("link %s: %v", name, err)
+	}
+	return l.Attrs().HardwareAddr.String()
+}
+
 // onHost reports whether a link of that name is in the host network namespace.
 func onHost(name string) bool {
 	_, err := netlink.LinkByName(name)
@@ -159,6 +169,7 @@ func onHost(name string) bool {
 type podLink struct {
 	Flags []string
 	Addrs []string
+	MAC   string
 }
 
 func (l podLink) up() bool {
@@ -195,6 +206,11 @@ func podLinks(ctx context.Context, st *stack.Stack, containerID string) (map[str
 		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
 		l := links[name]
 		l.Flags = strings.Split(strings.Trim(f[2], "<>"), ",")
+		for i := 3; i+1 < len(f); i++ {
+			if f[i] == "link/ether" {
+				l.MAC = f[i+1]
+			}
+		}
 		links[name] = l
 	}
 	for _, line := range strings.Split(addrPart, "\n") {

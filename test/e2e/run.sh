@@ -79,6 +79,7 @@ export E2E_AGNHOST=$BIN/agnhost E2E_PAUSE=$BIN/pause
 teardown_leftovers "$BIN/e2e.test" || log "WARNING: tearing down a previous run's leftovers failed"
 if [[ $MODE == teardown ]]; then
 	rm -rf "$RUN_DIR"
+	rmdir "$WORK_ROOT" 2>/dev/null || true
 	exit 0
 fi
 
@@ -107,6 +108,7 @@ on_exit() {
 	teardown_leftovers "$BIN/e2e.test" || rc=1
 	if [[ $rc == 0 && -z ${E2E_KEEP_LOGS:-} ]]; then
 		rm -rf "$RUN_DIR"
+		rmdir "$WORK_ROOT" 2>/dev/null || true # only when no other run's folder is left
 	else
 		log "work folder kept: $RUN_DIR"
 	fi

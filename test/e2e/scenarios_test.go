@@ -225,11 +225,18 @@ func scenarioSeed(t *testing.T, st *stack.Stack, l scenarioLinks, _ stack.Device
 // scenarioTwoPools: one device from each of two pools, renamed net1 and net2 inside the pod; the host
 // names appear neither in the pod nor on the host; both come home under their host names.
 func scenarioTwoPools(t *testing.T, st *stack.Stack, l scenarioLinks, _ stack.Devices) {
+	macs := map[string]string{"net1": hostMAC(t, l.Net1), "net2": hostMAC(t, l.Net2)}
 	p := runPod(t, st, "twopools", podManifest("twopools", map[string]int{net1Resource: 1, net2Resource: 1}))
 	_, links, attach := p.attach(t, "app", linkWant{Name: "net1"}, linkWant{Name: "net2"})
 	for _, n := range []string{l.Net1, l.Net2} {
 		if _, ok := links[n]; ok {
 			t.Errorf("pod has link %s under its host name; want it renamed", n)
+		}
+	}
+	// each pool's device got its pool's name: the hardware address says which link is which
+	for podName, mac := range macs {
+		if links[podName].MAC != mac {
+			t.Errorf("pod link %s has MAC %q, want %q (the device of its pool)", podName, links[podName].MAC, mac)
 		}
 	}
 	notOnHost(t, l.Net1, l.Net2)
@@ -366,6 +373,7 @@ func scenarioTooMany(t *testing.T, st *stack.Stack, l scenarioLinks, all stack.D
 	if err != nil {
 		t.Fatalf("a pod asking for %d of %s was not rejected: %v", want, seedResource, err)
 	}
+	timing("6-too-many-devices", "rejected_ms", time.Since(p.written))
 	if r := got.Status.Reason; r != "UnexpectedAdmissionError" && !strings.HasPrefix(r, "OutOf") {
 		t.Errorf("pod %s rejected with reason %q (%s), want UnexpectedAdmissionError or OutOf...", p.Name, r, got.Status.Message)
 	}

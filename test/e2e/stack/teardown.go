@@ -58,8 +58,8 @@ func TeardownState(st State, p Paths, keepLogs bool, logf func(string, ...any)) 
 			fail(fmt.Errorf("kill container process %d: %w", pid, err))
 		}
 	}
-	if st.Shim != "" {
-		for _, sh := range procsByExe("containerd-shim", st.Shim) {
+	if shim, err := filepath.EvalSymlinks(st.Shim); err == nil {
+		for _, sh := range procsByExe("containerd-shim", shim) {
 			fail(stopProc(sh, 5*time.Second))
 		}
 	}
