@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -39,27 +41,8 @@ func scanIn(t *testing.T, ns netns.NsHandle, s *Scanner) []device.Device {
 }
 
 func newNamespace(t *testing.T) (netns.NsHandle, *netlink.Handle) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatal(err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close(); ns.Close() })
-	return ns, h
+	n := netnstest.New(t)
+	return netns.NsHandle(n.FD()), n.H
 }
 
 // The scan joins the fixture's PCI functions with the namespace's software links, and a PCI netdev

@@ -49,11 +49,7 @@ func (n *Namespace) Close() { n.handle.Close() }
 // as devices whose ID is the interface name. Links holding the default route, and the links beneath
 // them, are marked DefaultRoute; the loopback is marked Loopback. Physical netdevs are left to sysfs.
 func (n *Namespace) SoftwareLinks() ([]device.Device, error) {
-	links, err := n.handle.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
-	}
-	carriers, err := n.defaultRouteCarriers(links)
+	links, carriers, err := n.linksAndCarriers()
 	if err != nil {
 		return nil, err
 	}
@@ -111,11 +107,7 @@ func carrierFromFlags(flags uint32) string {
 // routing table: the link the route names and every link beneath it (bridge and bond ports, the
 // parent of a VLAN or macvlan), since moving any of them cuts the node off.
 func (n *Namespace) DefaultRouteLinks() (map[string]bool, error) {
-	links, err := n.handle.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
-	}
-	carriers, err := n.defaultRouteCarriers(links)
+	links, carriers, err := n.linksAndCarriers()
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +118,19 @@ func (n *Namespace) DefaultRouteLinks() (map[string]bool, error) {
 		}
 	}
 	return names, nil
+}
+
+// linksAndCarriers lists the links and the indexes of those carrying a default route.
+func (n *Namespace) linksAndCarriers() ([]netlink.Link, map[int]bool, error) {
+	links, err := n.handle.LinkList()
+	if err != nil {
+		return nil, nil, fmt.Errorf("list links: %w", err)
+	}
+	carriers, err := n.defaultRouteCarriers(links)
+	if err != nil {
+		return nil, nil, err
+	}
+	return links, carriers, nil
 }
 
 // defaultRouteCarriers returns the indexes of the links carrying a default route.

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
-	"runtime"
 	"testing"
 	"time"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -14,30 +15,10 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 )
 
-// newTestNamespace creates an unnamed network namespace, closed at the end of the test, and a
-// netlink handle into it. The calling thread's namespace is left as it was.
+// newTestNamespace is a fresh named namespace, removed when the test ends, and a netlink handle in it.
 func newTestNamespace(t *testing.T) (netns.NsHandle, *netlink.Handle) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatalf("get current netns: %v", err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatalf("create netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("restore netns: %v", err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatalf("netlink handle: %v", err)
-	}
-	t.Cleanup(func() { h.Close(); ns.Close() })
-	return ns, h
+	n := netnstest.New(t)
+	return netns.NsHandle(n.FD()), n.H
 }
 
 func mustLink(t *testing.T, h *netlink.Handle, l netlink.Link, up bool) netlink.Link {

@@ -29,6 +29,26 @@ type Result struct {
 	NamespaceGone bool
 }
 
+// begin validates a move, takes the device's lock (hooks on one device serialize) and opens the host
+// namespace; release undoes both.
+func begin(t Target, o Options) (_ Options, host *space, release func(), err error) {
+	if err := t.Validate(); err != nil {
+		return o, nil, nil, err
+	}
+	if o, err = o.withDefaults(); err != nil {
+		return o, nil, nil, err
+	}
+	unlock, err := lockDevice(o.LockDir, t.lockKey())
+	if err != nil {
+		return o, nil, nil, fmt.Errorf("%s: %w", t, err)
+	}
+	if host, err = openSpace(o.HostNS, "host"); err != nil {
+		unlock()
+		return o, nil, nil, err
+	}
+	return o, host, func() { host.close(); unlock() }, nil
+}
+
 // Attach moves the target's links from the host namespace into the namespace at podNS. Per link: it
 // keeps the host name in IFLA_IFALIAS (see Alias), notes the global addresses and MTU, moves the link,
 // renames it (Options.PodIfName), re-adds the addresses, restores the MTU and sets it up.
@@ -37,24 +57,11 @@ type Result struct {
 // parent device) is success with Result.Already. It refuses the link holding the host's default
 // route and loopback. Any failure undoes what was done, so the link is back as it was.
 func Attach(podNS string, t Target, o Options) (Result, error) {
-	if err := t.Validate(); err != nil {
-		return Result{}, err
-	}
-	o, err := o.withDefaults()
+	o, host, release, err := begin(t, o)
 	if err != nil {
 		return Result{}, err
 	}
-	unlock, err := lockDevice(o.LockDir, t.lockKey())
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w", t, err)
-	}
-	defer unlock()
-
-	host, err := openSpace(o.HostNS, "host")
-	if err != nil {
-		return Result{}, err
-	}
-	defer host.close()
+	defer release()
 	pod, err := openSpace(podNS, "pod")
 	if err != nil {
 		return Result{}, err
@@ -175,24 +182,11 @@ func attachOne(host, pod *space, l netlink.Link, pci, want string) (Moved, func(
 // success. Once a link is home, later failures (an address that cannot be added) are reported but
 // leave it home. The MTU travels with the link.
 func Detach(podNS string, t Target, o Options) (Result, error) {
-	if err := t.Validate(); err != nil {
-		return Result{}, err
-	}
-	o, err := o.withDefaults()
+	o, host, release, err := begin(t, o)
 	if err != nil {
 		return Result{}, err
 	}
-	unlock, err := lockDevice(o.LockDir, t.lockKey())
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w", t, err)
-	}
-	defer unlock()
-
-	host, err := openSpace(o.HostNS, "host")
-	if err != nil {
-		return Result{}, err
-	}
-	defer host.close()
+	defer release()
 	pod, err := openSpace(podNS, "pod")
 	if errors.Is(err, ErrNamespaceGone) {
 		return Result{NamespaceGone: true}, nil

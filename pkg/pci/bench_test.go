@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jaypipes/ghw"
+	"github.com/jaypipes/pcidb"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci/pcitest"
 )
@@ -42,14 +43,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// BenchmarkScan: discovery of 8 PFs x 128 VFs, every function with a netdev, names from pci.ids.
-func BenchmarkScan(b *testing.B) {
+// benchInputs is the generated tree and the test pci.ids.
+func benchInputs(b *testing.B) (string, *pcidb.PCIDB) {
+	b.Helper()
 	root := benchTree(b)
 	db, err := LoadPCIDB(testPCIIDs)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	return root, db
+}
+
+// BenchmarkScan: discovery of 8 PFs x 128 VFs, every function with a netdev, names from pci.ids
+// through ghw.
+func BenchmarkScan(b *testing.B) {
+	root, db := benchInputs(b)
 	for b.Loop() {
 		devs, err := Scan(root, db)
 		if err != nil || len(devs) != 8*129 {
@@ -58,15 +67,21 @@ func BenchmarkScan(b *testing.B) {
 	}
 }
 
-// BenchmarkGHWPCI is what ghw.PCI alone costs on the same tree (topology off, pci.ids handed over):
-// the price Scan would add by taking names from ghw instead of pcidb.
-func BenchmarkGHWPCI(b *testing.B) {
-	root := benchTree(b)
-	db, err := LoadPCIDB(testPCIIDs)
-	if err != nil {
-		b.Fatal(err)
+// BenchmarkScanWithoutNames is the same scan with no pci.ids, so without ghw: the sysfs part alone.
+func BenchmarkScanWithoutNames(b *testing.B) {
+	root, _ := benchInputs(b)
+	for b.Loop() {
+		devs, err := Scan(root, nil)
+		if err != nil || len(devs) != 8*129 {
+			b.Fatalf("Scan = %d devices, %v", len(devs), err)
+		}
 	}
-	b.ResetTimer()
+}
+
+// BenchmarkGHWPCI is ghw.PCI alone on the same tree (topology off, pci.ids handed over): the part
+// of Scan spent getting names.
+func BenchmarkGHWPCI(b *testing.B) {
+	root, db := benchInputs(b)
 	for b.Loop() {
 		info, err := ghw.PCI(ghw.WithChroot(filepath.Dir(root)), ghw.WithPCIDB(db), ghw.WithDisableTopology(), ghw.WithDisableWarnings())
 		if err != nil || len(info.Devices) != 8*129 {
