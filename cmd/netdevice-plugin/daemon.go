@@ -28,8 +28,8 @@ import (
 
 // daemonFlags are the daemon's command line.
 type daemonFlags struct {
-	config, sysfsRoot, prefix, devicePluginDir, registryDir, cdiDir, hookPath, pciIDs, metricsAddr string
-	rescan                                                                                         time.Duration
+	config, sysfsRoot, prefix, devicePluginDir, registryDir, cdiDir, hookPath, pciIDs, metricsAddr, stateFile string
+	rescan                                                                                                    time.Duration
 }
 
 func parseDaemonFlags(args []string) (*daemonFlags, int) {
@@ -51,6 +51,7 @@ func parseDaemonFlagsTo(args []string, out io.Writer) (*daemonFlags, int) {
 	fs.StringVar(&f.hookPath, "hook-path", cdi.DefaultHookPath, "absolute path of netdevice-hook on the host, written into the CDI specs")
 	fs.DurationVar(&f.rescan, "rescan-interval", daemon.DefaultRescanInterval, "periodic full rescan, the safety net for missed events (VF count, driver rebinds)")
 	fs.StringVar(&f.pciIDs, "pci-ids", "", "pci.ids file for vendor/device names (default: the usual system paths)")
+	fs.StringVar(&f.stateFile, "state-file", "/run/netdevice-plugin/daemon-state.gob", "where the daemon keeps the devices it pooled across its own restarts (devices inside pods are not on the host); \"\" = nowhere")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address for /metrics and /healthz, e.g. :9402 (\"\" = off)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: netdevice-plugin --config FILE [flags]\n       netdevice-plugin discover --config FILE [flags]\n       netdevice-plugin install-hook [flags]\n\nFlags of the daemon:\n")
@@ -119,6 +120,7 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 		ReconcileLinks: reconcileReturned,
 		RescanInterval: f.rescan,
 		Observer:       m,
+		StateFile:      f.stateFile,
 	})
 	if err != nil {
 		return err
@@ -130,7 +132,7 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 		}
 		defer stopMetrics()
 	}
-	klog.InfoS("Starting netdevice-plugin", "config", f.config, "sysfsRoot", f.sysfsRoot, "mode", mgr.Mode(),
+	klog.InfoS("Starting netdevice-plugin", "version", version, "config", f.config, "sysfsRoot", f.sysfsRoot, "mode", mgr.Mode(),
 		"cdiDir", f.cdiDir, "hookPath", f.hookPath, "rescanInterval", f.rescan)
 	return d.Run(ctx)
 }

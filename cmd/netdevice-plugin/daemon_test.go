@@ -36,7 +36,7 @@ func TestDaemonFlags(t *testing.T) {
 		{"stray argument", []string{"--config", "c.json", "serve"}, 2},
 		{"all flags", []string{"--config", "c.json", "--sysfs-root", "/host/sys", "--resource-prefix", "example.com",
 			"--device-plugin-dir", "/dp", "--plugins-registry-dir", "", "--cdi-dir", "/cdi", "--hook-path", "/bin/h",
-			"--rescan-interval", "5s", "--pci-ids", "/ids", "-v=4"}, -1},
+			"--rescan-interval", "5s", "--pci-ids", "/ids", "--metrics-addr", ":9402", "--state-file", "/st", "-v=4"}, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,7 +46,7 @@ func TestDaemonFlags(t *testing.T) {
 			}
 			if tt.code == -1 {
 				want := daemonFlags{config: "c.json", sysfsRoot: "/host/sys", prefix: "example.com", devicePluginDir: "/dp",
-					cdiDir: "/cdi", hookPath: "/bin/h", pciIDs: "/ids", rescan: 5 * time.Second}
+					cdiDir: "/cdi", hookPath: "/bin/h", pciIDs: "/ids", metricsAddr: ":9402", stateFile: "/st", rescan: 5 * time.Second}
 				if *f != want {
 					t.Errorf("flags = %+v, want %+v", *f, want)
 				}
@@ -124,7 +124,7 @@ func TestRunDaemon(t *testing.T) {
 	go func() {
 		exit <- runDaemon([]string{"--config", cfg, "--sysfs-root", tree.Root, "--device-plugin-dir", dp,
 			"--plugins-registry-dir", filepath.Join(dir, "no-registry"), "--cdi-dir", cdiDir, "--hook-path", "/opt/nd/netdevice-hook",
-			"--metrics-addr", "127.0.0.1:9402"})
+			"--metrics-addr", "127.0.0.1:9402", "--state-file", filepath.Join(dir, "state.gob")})
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -28,7 +28,7 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 	softwareLinks := fs.Bool("software-links", true, "also list software links (veth, dummy, ...) of this network namespace")
 	output := fs.String("o", "table", "output format: table or json")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: netdevice-plugin discover --config FILE [--sysfs-root DIR] [--resource-prefix P] [-o table|json]\n")
+		fmt.Fprintf(stderr, "Usage: netdevice-plugin discover --config FILE [--sysfs-root DIR] [--resource-prefix P] [--pci-ids FILE] [--software-links=false] [-o table|json]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -5,12 +5,19 @@
 package main
 
 import (
+	"fmt"
 	"os"
 )
+
+// version is set at build time (-ldflags "-X main.version=v0.1.0").
+var version = "dev"
 
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
+		case "version", "--version":
+			fmt.Println("netdevice-plugin", version)
+			os.Exit(0)
 		case "discover":
 			os.Exit(runDiscover(os.Args[2:], os.Stdout, os.Stderr))
 		case "install-hook":

@@ -193,6 +193,11 @@ func (w *walker) config(doc *node) *Config {
 				return
 			}
 			byName := map[string]int{}
+			type owner struct {
+				index    int
+				fullName string
+			}
+			bySpecFile := map[string]owner{}
 			for i, e := range v.elems {
 				rp := index(path, i)
 				r, ok := w.resource(rp, e)
@@ -203,7 +208,15 @@ func (w *walker) config(doc *node) *Config {
 					w.fail(join(rp, "resourceName"), "resource %q is already defined by %s", r.FullName(), index(path, first))
 					continue
 				}
+				// The pool's CDI spec is <prefix>-<name>.json: x.com/a-b and x.com-a/b would share it.
+				specFile := r.Prefix + "-" + r.Name + ".json"
+				if first, dup := bySpecFile[specFile]; dup {
+					w.fail(join(rp, "resourceName"), "resource %q would share its CDI spec file %s with %q of %s",
+						r.FullName(), specFile, first.fullName, index(path, first.index))
+					continue
+				}
 				byName[r.FullName()] = i
+				bySpecFile[specFile] = owner{i, r.FullName()}
 				cfg.Resources = append(cfg.Resources, r)
 			}
 		},

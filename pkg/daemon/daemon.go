@@ -78,6 +78,9 @@ type Options struct {
 	RescanInterval time.Duration // periodic rescan, the safety net for missed events
 	Coalesce       time.Duration // link events: the first rescans at once, the rest of a burst within this window once more
 	Observer       Observer
+	// StateFile keeps the pooled devices across restarts of the daemon (see savedState); "" keeps
+	// nothing.
+	StateFile string
 }
 
 // Daemon is the loop. Its state is owned by the goroutine running Run.
@@ -90,12 +93,16 @@ type Daemon struct {
 	pooled    map[string]device.Device // ID -> last seen copy of every device in a pool
 	written   map[string]pool.Pool     // full name -> the pool as its CDI spec was last written
 	served    map[string]config.Resource
+	// savedState is the state file's content as last read or written, to skip unchanged writes.
+	savedState []byte
 }
 
-// hostNames are the netdev names a PCI function last had on the host, with its driver then.
+// hostNames are the netdev names and link type a PCI function last had on the host, with its
+// driver then.
 type hostNames struct {
-	names  []string
-	driver string
+	names    []string
+	linkType string
+	driver   string
 }
 
 // New checks the options and returns a loop that Run starts.
@@ -145,6 +152,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.cfg = cfg
 	klog.InfoS("Config loaded", "file", d.opts.ConfigPath, "pools", poolNames(cfg))
+	d.loadState()
 	d.reconcileLinks()
 	if err := d.refresh("start"); err != nil {
 		return err
@@ -319,6 +327,7 @@ func (d *Daemon) refresh(why string) error {
 	}
 	klog.V(4).InfoS("Scanned devices", "trigger", why, "devices", len(devs), "took", took)
 	d.apply(devs)
+	d.saveState()
 	return nil
 }
 
@@ -378,21 +387,22 @@ func (d *Daemon) apply(devs []device.Device) {
 	}
 }
 
-// keepHostNames remembers a PCI function's netdev names, and gives them back to a function that
+// keepHostNames remembers a PCI function's netdev names and link type, and gives them back to a function that
 // shows none because its netdev is inside a pod (sysfs lists only the host namespace's), so a
 // selector on interface names keeps it in its pool. A function rebound to another driver lost
 // its netdev for real and gets nothing back.
 func (d *Daemon) keepHostNames(dev *device.Device) {
-	if !dev.IsPCI() {
+	if !dev.IsPCI() || dev.Representor { // a representor shares its PF's address: not its names
 		return
 	}
 	if len(dev.IfNames) > 0 {
-		d.hostNames[dev.PCIAddress] = hostNames{names: dev.IfNames, driver: dev.Driver}
+		d.hostNames[dev.PCIAddress] = hostNames{names: dev.IfNames, linkType: dev.LinkType, driver: dev.Driver}
 		return
 	}
 	if h, ok := d.hostNames[dev.PCIAddress]; ok && h.driver == dev.Driver {
 		dev.IfNames = h.names
 		dev.IfName = h.names[0]
+		dev.LinkType = h.linkType // a linkTypes selector keeps it too
 	}
 }
 

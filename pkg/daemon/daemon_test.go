@@ -154,7 +154,7 @@ func TestVFChangesReachListAndWatch(t *testing.T) {
 		byID   = "intel.com/sriov_vf"
 	)
 	cfg := configOf(
-		`{"resourceName": "vf0_by_name", "resourcePrefix": "intel.com", "selectors": {"ifNames": ["ens1f0v0"]}}`,
+		`{"resourceName": "vf0_by_name", "resourcePrefix": "intel.com", "selectors": {"ifNames": ["ens1f0v0"], "linkTypes": ["ether"]}}`,
 		`{"resourceName": "sriov_vf", "resourcePrefix": "intel.com", "selectors": {"vendors": ["8086"], "devices": ["1889"]}}`)
 	h := newHarness(t, harnessOpts{config: cfg, tree: e810(2), rescan: 100 * time.Millisecond, noLinks: true})
 	h.waitList(byName, "[0000:3b:01.0:Healthy[numa0]]")
@@ -197,7 +197,7 @@ func TestVFChangesReachListAndWatch(t *testing.T) {
 	h.waitList(byID, "[0000:3b:01.1:Unhealthy[numa0] 0000:3b:01.2:Unhealthy[numa0]]")
 
 	// VF 0's netdev moved into a pod: sysfs of the host shows no netdev, the function is still
-	// there. It stays in the pool that chose it by name, healthy.
+	// there. It stays in the pool that chose it by name and link type, healthy.
 	vf0, err := h.tree.FuncDir("0000:3b:01.0")
 	if err != nil {
 		t.Fatal(err)

@@ -36,8 +36,11 @@ type harness struct {
 	kubelet    *kubelettest.Kubelet
 	mgr        *server.Manager
 	generation int
-	done       chan error
 	obs        *testObserver
+	opts       Options   // the daemon's options but for the servers, made per start
+	dpDir      string    // the device-plugin folder
+	stop       func()    // stops the running daemon and its servers; nil when stopped
+	started    time.Time // when the running daemon started: older registrations are stale
 }
 
 // testObserver counts what the loop reports.
@@ -72,6 +75,7 @@ type harnessOpts struct {
 	rescan   time.Duration             // 0: the default (longer than any test)
 	coalesce time.Duration
 	noLinks  bool
+	state    bool // keep the daemon's state in a file, to restart it
 }
 
 // shortDir is a temp folder with a short path, as unix socket paths must fit 107 bytes.
@@ -97,9 +101,9 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 			t.Fatal(err)
 		}
 	}
-	h := &harness{t: t, tree: tree, obs: &testObserver{}, cfgDir: filepath.Join(base, "cfg"), cdiDir: filepath.Join(base, "cdi"), done: make(chan error, 1)}
+	h := &harness{t: t, tree: tree, obs: &testObserver{}, cfgDir: filepath.Join(base, "cfg"), cdiDir: filepath.Join(base, "cdi"), dpDir: filepath.Join(base, "dp")}
 	h.cfgPath = filepath.Join(h.cfgDir, "config.json")
-	for _, d := range []string{h.cfgDir, h.cdiDir, filepath.Join(base, "dp")} {
+	for _, d := range []string{h.cfgDir, h.cdiDir, h.dpDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -108,48 +112,67 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if err := os.Symlink("..data/config.json", h.cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	h.kubelet, err = kubelettest.Start(filepath.Join(base, "dp"))
+	h.kubelet, err = kubelettest.Start(h.dpDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.kubelet.Close)
-	h.mgr, err = server.NewManager(server.Options{DevicePluginDir: filepath.Join(base, "dp"), PluginsRegistryDir: filepath.Join(base, "no-registry")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	scanner, err := inventory.New(inventory.Options{SysfsRoot: tree.Root, SoftwareLinks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{
+	h.opts = Options{
 		ConfigPath:     h.cfgPath,
 		Scanner:        scanner,
 		Specs:          cdi.NewWriter(h.cdiDir, hookPath),
-		Servers:        h.mgr,
 		Links:          netdev.WatchLinks,
 		RescanInterval: o.rescan,
 		Coalesce:       o.coalesce,
 		Observer:       h.obs,
 	}
 	if o.noLinks {
-		opts.Links = nil
+		h.opts.Links = nil
 	}
-	d, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
+	if o.state {
+		h.opts.StateFile = filepath.Join(base, "state", "daemon-state.gob")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { h.done <- d.Run(ctx) }()
+	h.start()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-h.done; err != nil {
-			t.Errorf("daemon Run: %v", err)
-		}
-		if err := h.mgr.Close(); err != nil {
-			t.Errorf("close servers: %v", err)
+		if h.stop != nil {
+			h.stop()
 		}
 	})
 	return h
+}
+
+// start runs a daemon with fresh servers, as a restarted daemon process would.
+func (h *harness) start() {
+	h.t.Helper()
+	mgr, err := server.NewManager(server.Options{DevicePluginDir: h.dpDir, PluginsRegistryDir: filepath.Join(h.dpDir, "no-registry")})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.mgr = mgr
+	h.started = time.Now()
+	opts := h.opts
+	opts.Servers = mgr
+	d, err := New(opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	h.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("daemon Run: %v", err)
+		}
+		if err := mgr.Close(); err != nil {
+			h.t.Errorf("close servers: %v", err)
+		}
+		h.stop = nil
+	}
 }
 
 // writeConfig publishes a config the way the kubelet updates a ConfigMap volume: a new
@@ -186,7 +209,7 @@ func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 // plugin waits for the resource's registration with the kubelet stand-in.
 func (h *harness) plugin(resource string) *kubelettest.Plugin {
 	h.t.Helper()
-	p, err := h.kubelet.WaitPlugin(ctxTimeout(h.t, 10*time.Second), resource, time.Time{})
+	p, err := h.kubelet.WaitPlugin(ctxTimeout(h.t, 10*time.Second), resource, h.started)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -69,9 +69,27 @@ func (s *Scanner) Scan() ([]device.Device, error) {
 		return nil, fmt.Errorf("find default-route links: %w", err)
 	}
 	markDefaultRoute(devs, routed)
-	devs = append(devs, soft...)
+	devs = append(devs, withoutPCINetdevs(soft, devs)...)
 	device.SortByID(devs)
 	return devs, nil
+}
+
+// withoutPCINetdevs drops the links that are netdevs of a PCI function: some drivers give theirs a
+// netlink kind (IPoIB's are "ipoib"), and one netdev must not be two devices.
+func withoutPCINetdevs(soft, pciDevs []device.Device) []device.Device {
+	pciNames := map[string]bool{}
+	for _, d := range pciDevs {
+		for _, n := range d.IfNames {
+			pciNames[n] = true
+		}
+	}
+	out := soft[:0]
+	for _, d := range soft {
+		if !pciNames[d.IfName] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // markDefaultRoute flags the PCI devices one of whose netdevs carries a default route.

@@ -3,6 +3,7 @@ package inventory
 import (
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
@@ -46,7 +47,8 @@ func newNamespace(t *testing.T) (netns.NsHandle, *netlink.Handle) {
 }
 
 // The scan joins the fixture's PCI functions with the namespace's software links, and a PCI netdev
-// holding the namespace's default route is marked (here a veth that bears the E810 PF's name).
+// holding the namespace's default route is marked (here a veth stands in for the E810 PF's netdev
+// ens1f0, which the fixture's sysfs lists).
 func TestScanJoinsPCIAndSoftwareLinks(t *testing.T) {
 	ns, h := newNamespace(t)
 	for _, name := range []string{"dummy0", "ens1f0"} {
@@ -91,7 +93,6 @@ func TestScanJoinsPCIAndSoftwareLinks(t *testing.T) {
 		{id: "0000:3b:00.1", pci: true},
 		{id: "0000:3b:01.0", pci: true},
 		{id: "dummy0", kind: "veth"},
-		{id: "ens1f0", kind: "veth", defaultRoute: true}, // the software twin of the name
 		{id: "lo", loopback: true},
 	}
 	for _, tt := range tests {
@@ -104,6 +105,10 @@ func TestScanJoinsPCIAndSoftwareLinks(t *testing.T) {
 			t.Errorf("%s: pci=%v defaultRoute=%v loopback=%v kind=%q, want %v %v %v %q",
 				tt.id, d.IsPCI(), d.DefaultRoute, d.Loopback, d.Kind, tt.pci, tt.defaultRoute, tt.loopback, tt.kind)
 		}
+	}
+	// On a real host the link named ens1f0 is the PF's netdev: listed once, as the PCI device.
+	if _, dup := byID["ens1f0"]; dup {
+		t.Error("the PF's netdev ens1f0 is listed a second time as a software link")
 	}
 	if got := byID["0000:3b:01.0"].VendorName; got != "Intel Corporation" {
 		t.Errorf("VF vendor name %q: pci.ids not used", got)
@@ -136,5 +141,24 @@ func TestScanBadRoot(t *testing.T) {
 	}
 	if _, err := s.Scan(); err == nil {
 		t.Fatal("scan of a missing sysfs root succeeded")
+	}
+}
+
+// An IPoIB netdev has a netlink kind ("ipoib") and a PCI function: it is the PCI device only.
+func TestPCINetdevsAreNotSoftwareLinks(t *testing.T) {
+	ib := device.New()
+	ib.ID, ib.PCIAddress, ib.IfName, ib.IfNames = "0000:af:00.0", "0000:af:00.0", "ibp175s0", []string{"ibp175s0"}
+	soft := func(name, kind string) device.Device {
+		d := device.New()
+		d.ID, d.IfName, d.IfNames, d.Kind = name, name, []string{name}, kind
+		return d
+	}
+	got := withoutPCINetdevs([]device.Device{soft("dummy0", "dummy"), soft("ibp175s0", "ipoib"), soft("lo", "")}, []device.Device{ib})
+	var ids []string
+	for _, d := range got {
+		ids = append(ids, d.ID)
+	}
+	if strings.Join(ids, ",") != "dummy0,lo" {
+		t.Errorf("software links %v, want dummy0,lo (the IPoIB netdev is the PCI device)", ids)
 	}
 }

@@ -255,7 +255,6 @@ func numaNode(dir *sysDir, addr string) int {
 	return n
 }
 
-// iommuGroup is the number of the iommu_group link, -1 without one.
 // noIOMMUGroup reports whether the IOMMU group is a vfio no-IOMMU one, whose device node is
 // /dev/vfio/noiommu-<group>: its name file says vfio-noiommu (most groups have no name file).
 func noIOMMUGroup(sysfsRoot, addr string, group int) bool {
@@ -273,6 +272,7 @@ func noIOMMUGroup(sysfsRoot, addr string, group int) bool {
 	return strings.TrimSpace(string(name)) == "vfio-noiommu"
 }
 
+// iommuGroup is the number of the iommu_group link, -1 without one.
 func iommuGroup(dir *sysDir, addr string) int {
 	g, err := dir.linkBase("iommu_group")
 	if err != nil {

@@ -162,18 +162,21 @@ func hexID(s string) string {
 
 // isPCIAddress reports whether s is a full PCI address: "0000:3b:01.2".
 func isPCIAddress(s string) bool {
-	if len(s) != 12 || s[4] != ':' || s[7] != ':' || s[10] != '.' {
+	// The kernel prints "%04x:%02x:%02x.%d": the domain may be longer than 4 digits (Intel VMD
+	// domains are 10000 and up); bus, device and function are fixed width.
+	n := len(s) - len("bb:dd.f")
+	if n < 5 || n > 9 || s[n-1] != ':' || s[n+2] != ':' || s[n+5] != '.' {
 		return false
 	}
 	for i, c := range s {
-		if i == 4 || i == 7 || i == 10 {
+		if i == n-1 || i == n+2 || i == n+5 {
 			continue
 		}
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
 			return false
 		}
 	}
-	return s[11] <= '7' && s[8] <= '1'
+	return s[n+6] <= '7' && s[n+3] <= '1'
 }
 
 // classFromModalias returns "0x020000" from the "bc02sc00i00" tail of a PCI modalias.

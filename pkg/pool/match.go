@@ -19,14 +19,15 @@ import (
 //     vfio-pci VF never matches them;
 //   - linkKinds: the netlink kind of a software link.
 //
-// A software link never matches a selector that sets a PCI-only field. An empty selector matches
-// nothing (config.Parse rejects it; a hand-built one must not select the whole node).
+// A software link matches only a selector that names it (ifNames or linkKinds) and sets no PCI-only
+// field: an sriov-dp selector such as {"linkTypes": ["ether"]} means PCI netdevs there, and must not
+// take the node's bridges and pod veths here. An empty selector matches nothing (config.Parse
+// rejects it; a hand-built one must not select the whole node).
 func Match(sel *config.Selector, d *device.Device) bool {
 	if sel.Empty() {
 		return false
 	}
-	if !d.IsPCI() && (len(sel.Vendors) > 0 || len(sel.Devices) > 0 || len(sel.Drivers) > 0 ||
-		len(sel.PCIAddresses) > 0 || len(sel.PFNames) > 0 || len(sel.RootDevices) > 0) {
+	if !d.IsPCI() && (len(sel.IfNames) == 0 && len(sel.LinkKinds) == 0 || len(sel.PCIOnly()) > 0) {
 		return false
 	}
 	return matchList(sel.Vendors, d.Vendor) &&

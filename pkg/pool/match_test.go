@@ -68,6 +68,10 @@ func TestMatch(t *testing.T) {
 		{"software link and pciAddresses", config.Selector{PCIAddresses: []string{"0000:3b:01.2"}, IfNames: []string{"*"}}, dummy, false},
 		{"software link and pfNames", config.Selector{PFNames: []config.PFSelector{{PF: "dummy1"}}}, dummy, false},
 		{"software link and linkTypes", config.Selector{LinkTypes: []string{"ether"}, IfNames: []string{"dummy*"}}, dummy, true},
+		// sriov-dp's {"linkTypes": ["ether"]} means PCI netdevs: not the node's bridges and veths.
+		{"software link, linkTypes alone", config.Selector{LinkTypes: []string{"ether"}}, veth, false},
+		{"software link, linkTypes alone, dummy", config.Selector{LinkTypes: []string{"ether"}}, dummy, false},
+		{"PCI netdev, linkTypes alone", config.Selector{LinkTypes: []string{"ether"}}, iavf, true},
 		{"AND all hit", config.Selector{Vendors: []string{"8086"}, Devices: []string{"1889"}, Drivers: []string{"iavf"},
 			PFNames: []config.PFSelector{{PF: "ens1f0"}}, LinkTypes: []string{"ether"}, IfNames: []string{"ens1f0v*"}}, iavf, true},
 		{"AND one miss", config.Selector{Vendors: []string{"8086"}, Devices: []string{"1889"}, Drivers: []string{"vfio-pci"}}, iavf, false},

@@ -1,0 +1,95 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
+)
+
+// A daemon restarted (upgrade, OOM kill) while a link is inside a pod keeps it in its pool and in
+// the CDI spec, so the pod's containers can still restart: the link by name is not on the host, and
+// the VF chosen by interface name shows no netdev in sysfs.
+func TestRestartKeepsDevicesInPods(t *testing.T) {
+	requireNetns(t)
+	const byName = "intel.com/vf0_by_name"
+	link, _ := veth(t, "ndvr0", "ndpeerr0")
+	cfg := configOf(softwarePool("netdevice", "ndvr*"),
+		`{"resourceName": "vf0_by_name", "resourcePrefix": "intel.com", "selectors": {"ifNames": ["ens1f0v0"]}}`)
+	h := newHarness(t, harnessOpts{config: cfg, tree: e810(1), state: true})
+	h.waitList(netdevice, "[ndvr0:Healthy]")
+	h.waitList(byName, "[0000:3b:01.0:Healthy[numa0]]")
+	for res, id := range map[string]string{netdevice: "ndvr0", byName: "0000:3b:01.0"} {
+		if _, err := h.allocate(res, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The hooks moved both into the pod.
+	pod, _ := netnstest.Unshared(t)
+	if err := netlink.LinkSetNsFd(link, pod.FD()); err != nil {
+		t.Fatal(err)
+	}
+	vf0, err := h.tree.FuncDir("0000:3b:01.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(vf0, "net")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(h.tree.Root, "class/net/ens1f0v0")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitScans(1)
+	h.waitList(netdevice, "[ndvr0:Healthy]")
+
+	h.stop()
+	h.start()
+	// The new daemon never saw Allocate: the link away is listed (unhealthy: gone), the VF is
+	// still a PCI function and healthy; both keep their CDI devices.
+	h.waitList(netdevice, "[ndvr0:Unhealthy]")
+	h.waitList(byName, "[0000:3b:01.0:Healthy[numa0]]")
+	h.resolveCDI([]string{netdevice + "=ndvr0", byName + "=0000:3b:01.0"})
+
+	// The pod ends: the link comes home and is free again.
+	inPod, err := pod.H.LinkByName("ndvr0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pod.H.LinkSetNsFd(inPod, netnstest.Own(t).FD()); err != nil {
+		t.Fatal(err)
+	}
+	back, err := netlink.LinkByName("ndvr0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(back); err != nil {
+		t.Fatal(err)
+	}
+	h.waitList(netdevice, "[ndvr0:Healthy]")
+}
+
+// A state file that is not ours (garbage, another version) is ignored: the daemon starts from the
+// scan alone.
+func TestCorruptStateIgnored(t *testing.T) {
+	requireNetns(t)
+	veth(t, "ndvs0", "ndpeers0")
+	h := newHarness(t, harnessOpts{config: configOf(softwarePool("netdevice", "ndvs*")), state: true})
+	h.waitList(netdevice, "[ndvs0:Healthy]")
+	h.stop()
+	if err := os.WriteFile(h.opts.StateFile, []byte("not a gob"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.waitList(netdevice, "[ndvs0:Healthy]")
+	// The next change writes a good state again.
+	veth(t, "ndvs1", "ndpeers1")
+	h.waitList(netdevice, "[ndvs0:Healthy ndvs1:Healthy]")
+	waitFor(t, func() bool {
+		data, err := os.ReadFile(h.opts.StateFile)
+		return err == nil && string(data) != "not a gob"
+	})
+}
