@@ -12,8 +12,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
@@ -109,34 +111,19 @@ func state(t testing.TB, status specs.ContainerState, pid int, bundle string) []
 	return data
 }
 
-// linkState is what the tests compare of a link.
-type linkState struct {
-	alias string
-	addrs []string
-	mtu   int
-	up    bool
-}
-
-func stateOf(t testing.TB, ns *netnstest.NS, name string) linkState {
-	t.Helper()
-	l := ns.Link(t, name)
-	return linkState{alias: l.Attrs().Alias, addrs: ns.GlobalAddrs(t, name), mtu: l.Attrs().MTU, up: netnstest.IsUp(l)}
-}
-
-func (s linkState) equal(o linkState) bool {
-	return s.alias == o.alias && slices.Equal(s.addrs, o.addrs) && s.mtu == o.mtu && s.up == o.up
-}
-
-// device makes a veth end with IPv4 and IPv6 global addresses and MTU 1400 in ns.
-func device(t testing.TB, ns *netnstest.NS, n int) (string, linkState) {
+// device makes a veth end with IPv4 and IPv6 global addresses and MTU 1400 in ns, removed when the
+// test ends wherever it is then (deleting the peer deletes both ends). Some tests run in the real
+// host's namespace, so the addresses come from ranges no network uses: 198.18.0.0/15 (RFC 2544,
+// benchmarking) and a ULA prefix of our own (RFC 4193, random global ID).
+func device(t testing.TB, ns *netnstest.NS, n int) (string, netnstest.LinkState) {
 	t.Helper()
 	dev, _ := ns.Veth(t)
 	if err := ns.H.LinkSetMTU(ns.Link(t, dev), 1400); err != nil {
 		t.Fatal(err)
 	}
-	ns.AddAddr(t, dev, fmt.Sprintf("10.88.%d.1/24", n))
-	ns.AddAddr(t, dev, fmt.Sprintf("fd00:88:%d::1/64", n))
-	return dev, stateOf(t, ns, dev)
+	ns.AddAddr(t, dev, fmt.Sprintf("198.18.%d.1/24", n))
+	ns.AddAddr(t, dev, fmt.Sprintf("fdb5:1e6f:7d2a:%x::1/64", n))
+	return dev, ns.State(t, dev)
 }
 
 // ours lists the pod's links carrying our alias.
@@ -206,7 +193,7 @@ func TestHookLifecycle(t *testing.T) {
 					podName = podIfName
 				}
 				inPod := before
-				inPod.alias, inPod.up = netns.Alias(dev, ""), true
+				inPod.Alias, inPod.Up = netns.Alias(dev, ""), true
 
 				// attach, attach again, detach, detach again; then the container restarts: again.
 				for round := range 2 {
@@ -215,7 +202,7 @@ func TestHookLifecycle(t *testing.T) {
 						if host.Has(dev) {
 							t.Fatalf("round %d attach %d: %s still on the host", round, try, dev)
 						}
-						if got := stateOf(t, ps.pod, podName); !got.equal(inPod) {
+						if got := ps.pod.State(t, podName); !got.Equal(inPod) {
 							t.Errorf("round %d attach %d: %s in the pod is %+v, want %+v", round, try, podName, got, inPod)
 						}
 						if got := ours(t, ps.pod); !slices.Equal(got, []string{podName}) {
@@ -224,7 +211,7 @@ func TestHookLifecycle(t *testing.T) {
 					}
 					for try := range 2 {
 						h.mustRun(t, ps.detach, append([]string{"detach"}, args...)...)
-						if got := stateOf(t, host, dev); !got.equal(before) {
+						if got := host.State(t, dev); !got.Equal(before) {
 							t.Errorf("round %d detach %d: %s home is %+v, want %+v", round, try, dev, got, before)
 						}
 						if got := ours(t, ps.pod); len(got) != 0 {
@@ -256,10 +243,10 @@ func TestHookTwoDevicesBecomeNet1Net2(t *testing.T) {
 	}
 	h.mustRun(t, detach, "detach", "--host-ifname", dev1, "--pod-ifname", "net1")
 	h.mustRun(t, detach, "detach", "--host-ifname", dev2, "--pod-ifname", "net1")
-	if got := stateOf(t, host, dev1); !got.equal(before1) {
+	if got := host.State(t, dev1); !got.Equal(before1) {
 		t.Errorf("%s home is %+v, want %+v", dev1, got, before1)
 	}
-	if got := stateOf(t, host, dev2); !got.equal(before2) {
+	if got := host.State(t, dev2); !got.Equal(before2) {
 		t.Errorf("%s home is %+v, want %+v", dev2, got, before2)
 	}
 }
@@ -290,14 +277,14 @@ func TestHookPCIAddress(t *testing.T) {
 
 			h.mustRun(t, state(t, specs.StateCreating, 1, b), append([]string{"attach"}, args...)...)
 			want := before
-			want.alias, want.up = netns.Alias(dev, addr), true
-			if got := stateOf(t, pod, "net1"); !got.equal(want) {
+			want.Alias, want.Up = netns.Alias(dev, addr), true
+			if got := pod.State(t, "net1"); !got.Equal(want) {
 				t.Errorf("net1 in the pod is %+v, want %+v", got, want)
 			}
 			// Again: sysfs no longer lists it (it is in the pod); found there by its alias.
 			h.mustRun(t, state(t, specs.StateCreating, 1, b), append([]string{"attach"}, args...)...)
 			h.mustRun(t, state(t, specs.StateStopped, 0, b), append([]string{"detach"}, args...)...)
-			if got := stateOf(t, host, dev); !got.equal(before) {
+			if got := host.State(t, dev); !got.Equal(before) {
 				t.Errorf("%s home is %+v, want %+v", dev, got, before)
 			}
 			h.mustRun(t, state(t, specs.StateStopped, 0, b), append([]string{"detach"}, args...)...)
@@ -309,12 +296,29 @@ func TestHookFailuresLeaveTheLinkAlone(t *testing.T) {
 	netnstest.RequireRoot(t)
 	host, pod := netnstest.New(t), netnstest.New(t)
 	dev, before := device(t, host, 1)
-	router, _ := host.Veth(t) // holds the "node's" default routes
+	// The "node's" default routes, each of which keeps a link from moving.
+	router, _ := host.Veth(t) // holds the main table's default routes
 	host.AddAddr(t, router, "10.89.0.2/24")
 	host.AddAddr(t, router, "fd00:89::2/64")
 	host.Exec(t, "ip", "route", "add", "default", "via", "10.89.0.1", "dev", router)
 	host.Exec(t, "ip", "-6", "route", "add", "default", "via", "fd00:89::1", "dev", router)
-	routerBefore := stateOf(t, host, router)
+	br := host.Bridge(t) // a second IPv4 default route on a bridge: its port carries it
+	port, _ := host.Veth(t)
+	host.Exec(t, "ip", "link", "set", port, "master", br)
+	host.AddAddr(t, br, "198.19.1.2/24")
+	host.Exec(t, "ip", "route", "add", "default", "via", "198.19.1.1", "dev", br, "metric", "100")
+	parent, _ := host.Veth(t) // a second IPv6 default route on a macvlan: its parent carries it
+	mv := host.Macvlan(t, parent)
+	host.AddAddr(t, mv, "fdb5:1e6f:7d2a:f1::2/64")
+	host.Exec(t, "ip", "-6", "route", "add", "default", "via", "fdb5:1e6f:7d2a:f1::1", "dev", mv, "metric", "100")
+	policy, _ := host.Veth(t) // the default route of table 100, which an ip rule selects
+	host.AddAddr(t, policy, "198.19.2.2/24")
+	host.Exec(t, "ip", "route", "add", "default", "via", "198.19.2.1", "dev", policy, "table", "100")
+	host.Exec(t, "ip", "rule", "add", "from", "198.19.2.2", "table", "100")
+	protected := map[string]netnstest.LinkState{}
+	for _, l := range []string{router, port, parent, policy} {
+		protected[l] = host.State(t, l)
+	}
 	sysfs := t.TempDir()
 
 	good := bundle(t, pod.Path, true)
@@ -332,7 +336,10 @@ func TestHookFailuresLeaveTheLinkAlone(t *testing.T) {
 		{name: "container without its own network namespace", stdin: state(t, specs.StateCreating, 1, bundle(t, "", false)), args: []string{"attach", "--host-ifname", dev}, wantErr: "shares the runtime's network namespace"},
 		{name: "unknown link", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", "nosuch0"}, wantErr: "link nosuch0: no link"},
 		{name: "unknown PCI device", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--pci-address", "0000:99:00.0", "--sysfs-root", sysfs}, wantErr: "PCI device 0000:99:00.0"},
-		{name: "default route link, IPv4 and IPv6", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", router}, wantErr: "holds the host's default route"},
+		{name: "default route link, IPv4 and IPv6", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", router}, wantErr: "carries the host's default route"},
+		{name: "port of the default route's bridge", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", port}, wantErr: "refusing to move " + port + ": it carries the host's default route"},
+		{name: "parent of the default route's macvlan", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", parent}, wantErr: "refusing to move " + parent + ": it carries the host's default route"},
+		{name: "default route of table 100", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", policy}, wantErr: "refusing to move " + policy + ": it carries the host's default route"},
 		{name: "no device named", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach"}, wantErr: "neither a PCI address nor a host interface"},
 		{name: "unknown flag", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--colour", "red"}, wantErr: "flag provided but not defined: -colour"},
 		{name: "unknown verb", stdin: state(t, specs.StateCreating, 1, good), args: []string{"move", "--host-ifname", dev}, wantErr: "usage"},
@@ -354,11 +361,13 @@ func TestHookFailuresLeaveTheLinkAlone(t *testing.T) {
 			if !strings.HasPrefix(o.stderr, "netdevice-hook: ") || strings.Count(o.stderr, "\n") != 1 || !strings.HasSuffix(o.stderr, "\n") {
 				t.Errorf("stderr %q is not one line", o.stderr)
 			}
-			if got := stateOf(t, host, dev); !got.equal(before) {
+			if got := host.State(t, dev); !got.Equal(before) {
 				t.Errorf("%s changed: %+v, was %+v", dev, got, before)
 			}
-			if got := stateOf(t, host, router); !got.equal(routerBefore) {
-				t.Errorf("%s changed: %+v, was %+v", router, got, routerBefore)
+			for l, want := range protected {
+				if got := host.State(t, l); !got.Equal(want) {
+					t.Errorf("%s changed: %+v, was %+v", l, got, want)
+				}
 			}
 			if got := ours(t, pod); len(got) != 0 {
 				t.Errorf("the pod got %v", got)
@@ -409,6 +418,54 @@ func TestHookConcurrentAttach(t *testing.T) {
 			t.Errorf("our links in the pod = %v, want [net1]", got)
 		}
 	})
+	// Two devices of one container, attached at once: each hook picks the first free pod-side name,
+	// so one of them loses net1 to the other and must take net2.
+	t.Run("two devices, one pod", func(t *testing.T) {
+		host := netnstest.New(t)
+		h := hook{host: host, lockDir: t.TempDir()}
+		for round := range 5 {
+			pod := netnstest.New(t)
+			b := bundle(t, pod.Path, true)
+			attach, detach := state(t, specs.StateCreating, 1, b), state(t, specs.StateStopped, 0, b)
+			devs := make([]string, 2)
+			before := make([]netnstest.LinkState, 2)
+			for i := range devs {
+				devs[i], before[i] = device(t, host, 2*round+i+1)
+			}
+			// Hold both devices' lock files (pkg/netns: <lock dir>/link-<name>.lock) while the hooks
+			// start and let go of both at once, so that the two race from the same point.
+			release := holdLocks(t, h.lockDir, devs)
+			outs := make([]outcome, 2)
+			var wg sync.WaitGroup
+			for i, dev := range devs {
+				wg.Go(func() { outs[i] = h.run(t, attach, "attach", "--host-ifname", dev, "--pod-ifname", "net1") })
+			}
+			time.Sleep(100 * time.Millisecond) // time to reach the lock; later is still correct, just less of a race
+			release()
+			wg.Wait()
+			for i, o := range outs {
+				if o.code != 0 || o.stderr != "" {
+					t.Errorf("round %d: attach %s: exit %d, stderr %q", round, devs[i], o.code, o.stderr)
+				}
+			}
+			if got := ours(t, pod); !slices.Equal(slices.Sorted(slices.Values(got)), []string{"net1", "net2"}) {
+				t.Fatalf("round %d: our links in the pod = %v, want [net1 net2]", round, got)
+			}
+			holders := []string{pod.Link(t, "net1").Attrs().Alias, pod.Link(t, "net2").Attrs().Alias}
+			slices.Sort(holders)
+			want := []string{netns.Alias(devs[0], ""), netns.Alias(devs[1], "")}
+			slices.Sort(want)
+			if !slices.Equal(holders, want) {
+				t.Errorf("round %d: net1 and net2 carry %v, want %v", round, holders, want)
+			}
+			for i, dev := range devs {
+				h.mustRun(t, detach, "detach", "--host-ifname", dev, "--pod-ifname", "net1")
+				if got := host.State(t, dev); !got.Equal(before[i]) {
+					t.Errorf("round %d: %s home is %+v, want %+v", round, dev, got, before[i])
+				}
+			}
+		}
+	})
 	t.Run("two pods", func(t *testing.T) {
 		host, podA, podB := netnstest.New(t), netnstest.New(t), netnstest.New(t)
 		h := hook{host: host, lockDir: t.TempDir()}
@@ -450,6 +507,89 @@ func TestHookConcurrentAttach(t *testing.T) {
 	})
 }
 
+// TestHookContainerRestart: the runtime runs attach again when a container restarts, or when the
+// previous attach failed.
+func TestHookContainerRestart(t *testing.T) {
+	netnstest.RequireRoot(t)
+	t.Run("a half-done attach is finished", func(t *testing.T) {
+		host, pod := netnstest.New(t), netnstest.New(t)
+		h := hook{host: host, lockDir: t.TempDir()}
+		dev, before := device(t, host, 1)
+		b := bundle(t, pod.Path, true)
+		// An attach killed after the move: our alias, the travel name, down, no addresses.
+		if err := host.H.LinkSetAlias(host.Link(t, dev), netns.Alias(dev, "")); err != nil {
+			t.Fatal(err)
+		}
+		host.Move(t, dev, pod, "ndp99")
+
+		h.mustRun(t, state(t, specs.StateCreating, 1, b), "attach", "--host-ifname", dev, "--pod-ifname", "net1")
+		if got := ours(t, pod); !slices.Equal(got, []string{"net1"}) {
+			t.Fatalf("our links in the pod = %v, want [net1]", got)
+		}
+		if got := pod.State(t, "net1"); !got.Up || got.Alias != netns.Alias(dev, "") {
+			t.Errorf("net1 in the pod is %+v, want up with our alias", got)
+		}
+		h.mustRun(t, state(t, specs.StateStopped, 0, b), "detach", "--host-ifname", dev, "--pod-ifname", "net1")
+		want := before
+		want.Addrs = nil // they died with the killed hook
+		if got := host.State(t, dev); !got.Equal(want) {
+			t.Errorf("%s home is %+v, want %+v", dev, got, want)
+		}
+	})
+	t.Run("a link re-created on the host stays there", func(t *testing.T) {
+		host, pod := netnstest.New(t), netnstest.New(t)
+		h := hook{host: host, lockDir: t.TempDir()}
+		dev, _ := device(t, host, 1)
+		st := state(t, specs.StateCreating, 1, bundle(t, pod.Path, true))
+		h.mustRun(t, st, "attach", "--host-ifname", dev, "--pod-ifname", "net1")
+		inPod := pod.State(t, "net1")
+		// systemd-networkd re-creates a link it manages under the same name.
+		host.Exec(t, "ip", "link", "add", "name", dev, "type", "ifb")
+		t.Cleanup(func() { _ = exec.Command("ip", "-n", host.Name, "link", "del", dev).Run() })
+		newcomer := host.Link(t, dev).Attrs().Index
+		hostBefore := host.State(t, dev)
+
+		h.mustRun(t, st, "attach", "--host-ifname", dev, "--pod-ifname", "net1")
+		if !host.Has(dev) || host.Link(t, dev).Attrs().Index != newcomer {
+			t.Fatalf("the host's new %s was moved", dev)
+		}
+		if got := host.State(t, dev); !got.Equal(hostBefore) {
+			t.Errorf("the host's new %s is %+v, was %+v", dev, got, hostBefore)
+		}
+		if got := ours(t, pod); !slices.Equal(got, []string{"net1"}) {
+			t.Errorf("our links in the pod = %v, want [net1]", got)
+		}
+		if got := pod.State(t, "net1"); !got.Equal(inPod) {
+			t.Errorf("net1 in the pod is %+v, was %+v", got, inPod)
+		}
+	})
+}
+
+// holdLocks takes the device locks of the named links the way the hook does (an exclusive flock) and
+// returns how to drop them all at once.
+func holdLocks(t *testing.T, dir string, links []string) (release func()) {
+	t.Helper()
+	var files []*os.File
+	release = func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+		files = nil
+	}
+	t.Cleanup(release)
+	for _, l := range links {
+		f, err := os.OpenFile(filepath.Join(dir, "link-"+l+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return release
+}
+
 // TestHookInTheRealHostNamespace runs the hook as the runtime does, in the test's own namespace,
 // moving a uniquely named veth of the real host into a pod and back.
 func TestHookInTheRealHostNamespace(t *testing.T) {
@@ -463,7 +603,7 @@ func TestHookInTheRealHostNamespace(t *testing.T) {
 		t.Fatalf("after attach: on host %v, net1 in pod %v", host.Has(dev), pod.Has("net1"))
 	}
 	h.mustRun(t, state(t, specs.StateStopped, 0, b), "detach", "--host-ifname", dev, "--pod-ifname", "net1")
-	if got := stateOf(t, host, dev); !got.equal(before) {
+	if got := host.State(t, dev); !got.Equal(before) {
 		t.Errorf("%s home is %+v, want %+v", dev, got, before)
 	}
 }

@@ -60,13 +60,9 @@ func (s *Scanner) Scan() ([]device.Device, error) {
 		return nil, err
 	}
 	defer ns.Close()
-	soft, err := ns.SoftwareLinks()
+	soft, routed, err := ns.Scan()
 	if err != nil {
-		return nil, fmt.Errorf("scan software links: %w", err)
-	}
-	routed, err := ns.DefaultRouteLinks()
-	if err != nil {
-		return nil, fmt.Errorf("find default-route links: %w", err)
+		return nil, fmt.Errorf("scan software links and default routes: %w", err)
 	}
 	markDefaultRoute(devs, routed)
 	devs = append(devs, withoutPCINetdevs(soft, devs)...)

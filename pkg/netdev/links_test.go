@@ -2,7 +2,6 @@ package netdev
 
 import (
 	"context"
-	"errors"
 	"net"
 	"testing"
 	"time"
@@ -40,6 +39,12 @@ func mustLink(t *testing.T, h *netlink.Handle, l netlink.Link, up bool) netlink.
 
 func mustDefaultRoute(t *testing.T, h *netlink.Handle, l netlink.Link, cidr, gw string) {
 	t.Helper()
+	mustDefaultRouteIn(t, h, l, cidr, gw, 0)
+}
+
+// mustDefaultRouteIn adds the default route to routing table table (0: main).
+func mustDefaultRouteIn(t *testing.T, h *netlink.Handle, l netlink.Link, cidr, gw string, table int) {
+	t.Helper()
 	addr, err := netlink.ParseAddr(cidr)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +53,7 @@ func mustDefaultRoute(t *testing.T, h *netlink.Handle, l netlink.Link, cidr, gw 
 	if err := h.AddrAdd(l, addr); err != nil {
 		t.Fatalf("address %s on %s: %v", cidr, l.Attrs().Name, err)
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(gw)}); err != nil {
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(gw), Table: table}); err != nil {
 		t.Fatalf("default route via %s on %s: %v", gw, l.Attrs().Name, err)
 	}
 }
@@ -85,13 +90,16 @@ func TestSoftwareLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustDefaultRoute(t, h, br, "fd99::2/64", "fd99::1")
+	// A default route in another table (policy routing) counts too.
+	tbl := mustLink(t, h, &netlink.Veth{LinkAttrs: attrs("tbl100"), PeerName: "tbl100p"}, true)
+	mustDefaultRouteIn(t, h, tbl, "198.18.20.2/24", "198.18.20.1", 100)
 
 	n, err := At(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	devs, err := n.SoftwareLinks()
+	devs, names, err := n.Scan()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +132,8 @@ func TestSoftwareLinks(t *testing.T) {
 		{id: "br6", kind: "bridge", defaultRoute: true},
 		{id: "br6port", kind: "veth", defaultRoute: true, carrier: device.CarrierDown},
 		{id: "br6portp", kind: "veth", carrier: carrierAdminDown},
+		{id: "tbl100", kind: "veth", defaultRoute: true, carrier: device.CarrierDown},
+		{id: "tbl100p", kind: "veth", carrier: carrierAdminDown},
 	}
 	if len(devs) != len(tests) {
 		t.Errorf("got %d links %v, want %d", len(devs), order, len(tests))
@@ -153,11 +163,7 @@ func TestSoftwareLinks(t *testing.T) {
 		t.Errorf("dummy0: linkType=%q mac=%q operState=%q", got.LinkType, got.MAC, got.OperState)
 	}
 
-	names, err := n.DefaultRouteLinks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]bool{"uplink": true, "uplink.mv": true, "br6": true, "br6port": true}
+	want := map[string]bool{"uplink": true, "uplink.mv": true, "br6": true, "br6port": true, "tbl100": true}
 	if len(names) != len(want) {
 		t.Errorf("default route links %v, want %v", names, want)
 	}
@@ -165,31 +171,6 @@ func TestSoftwareLinks(t *testing.T) {
 		if !names[name] {
 			t.Errorf("default route links %v miss %s", names, name)
 		}
-	}
-}
-
-func TestLinkState(t *testing.T) {
-	ns, h := newTestNamespace(t)
-	mustLink(t, h, &netlink.Veth{LinkAttrs: attrs("st0"), PeerName: "st0p"}, true)
-	n, err := At(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	op, carrier, err := n.LinkState("st0")
-	if err != nil || op != "lower-layer-down" || carrier != device.CarrierDown {
-		t.Errorf("st0 with peer down: %q %q %v, want lower-layer-down down", op, carrier, err)
-	}
-	peer, _ := h.LinkByName("st0p")
-	if err := h.LinkSetUp(peer); err != nil {
-		t.Fatal(err)
-	}
-	op, carrier, err = n.LinkState("st0")
-	if err != nil || op != "up" || carrier != device.CarrierUp {
-		t.Errorf("st0 with peer up: %q %q %v, want up up", op, carrier, err)
-	}
-	if _, _, err := n.LinkState("absent0"); !errors.Is(err, ErrNoLink) {
-		t.Errorf("absent link: %v, want ErrNoLink", err)
 	}
 }
 

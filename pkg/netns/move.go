@@ -10,6 +10,9 @@ import (
 	"sort"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/defroute"
 )
 
 // Moved is one link that changed namespace.
@@ -24,6 +27,9 @@ type Result struct {
 	Moved []Moved
 	// Already: nothing to move; attach found the device in the pod, detach found it home.
 	Already bool
+	// Finished: links attach found in the pod half attached (an earlier hook was killed between the
+	// move and the set-up) and renamed or set up.
+	Finished []Moved
 	// NamespaceGone: detach found the pod's namespace gone. The kernel destroys virtual links with
 	// it and hands physical ones back to the host, where ReconcileReturned renames them.
 	NamespaceGone bool
@@ -50,12 +56,19 @@ func begin(t Target, o Options) (_ Options, host *space, release func(), err err
 }
 
 // Attach moves the target's links from the host namespace into the namespace at podNS. Per link: it
-// keeps the host name in IFLA_IFALIAS (see Alias), notes the global addresses and MTU, moves the link,
-// renames it (Options.PodIfName), re-adds the addresses, restores the MTU and sets it up.
+// replaces the link's alias with ours (see Alias), which keeps the host name, notes the global
+// addresses and MTU, moves the link, renames it (Options.PodIfName), re-adds the addresses, restores
+// the MTU and sets it up. Any failure undoes what was done, so the link is back as it was, its old
+// alias included. A successful Detach clears the alias: an alias an administrator gave a pooled link
+// does not survive its first trip into a pod.
 //
 // It is idempotent: a device already in podNS (found by our alias, or for a PCI function by its
-// parent device) is success with Result.Already. It refuses the link holding the host's default
-// route and loopback. Any failure undoes what was done, so the link is back as it was.
+// parent device) is success with Result.Already. A link of ours that an earlier, killed hook left in
+// the pod half done (down, or under its travel name) is finished first: renamed to its pod-side name
+// and set up (Result.Finished); the addresses that hook noted on the host died with it. A software
+// link found in the pod ends the search: the host is not searched, so a link created anew on the host
+// under the same name (systemd-networkd does that) stays there. It refuses loopback and the links
+// carrying the host's default route, in any routing table, and the links beneath them (pkg/defroute).
 func Attach(podNS string, t Target, o Options) (Result, error) {
 	o, host, release, err := begin(t, o)
 	if err != nil {
@@ -75,24 +88,25 @@ func Attach(podNS string, t Target, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	onHost, err := findOnHost(host, t, o.SysfsRoot)
-	if err != nil {
-		return Result{}, err
-	}
-	if len(onHost) == 0 {
-		if len(inPod) > 0 {
-			return Result{Already: true}, nil
+	var onHost []netlink.Link
+	if t.HostName == "" || len(inPod) == 0 { // a software link is one netdev: in the pod, it is done
+		if onHost, err = findOnHost(host, t, o.SysfsRoot); err != nil {
+			return Result{}, err
 		}
+	}
+	if len(onHost) == 0 && len(inPod) == 0 {
 		return Result{}, fmt.Errorf("%s: no link in the host namespace nor in pod namespace %s", t, podNS)
 	}
 	if err := refuseProtected(host, onHost); err != nil {
 		return Result{}, fmt.Errorf("%s: %w", t, err)
 	}
+	res := Result{Already: len(onHost) == 0}
+	// Links already in the pod are finished first, so they keep the lower pod-side names.
+	if res.Finished, err = finishAll(pod, inPod, t, o.PodIfName); err != nil {
+		return Result{}, fmt.Errorf("%s: %w", t, err)
+	}
 
-	var (
-		res   Result
-		backs []func() error
-	)
+	var backs []func() error
 	for _, l := range onHost {
 		want := o.PodIfName
 		if want == "" {
@@ -114,8 +128,72 @@ func Attach(podNS string, t Target, o Options) (Result, error) {
 	return res, nil
 }
 
+// finishAll finishes the links of ours found in the pod (see finish); links of a PCI function that
+// lack our alias were put there by something else and are left alone.
+func finishAll(pod *space, inPod []podLink, t Target, podIfName string) ([]Moved, error) {
+	var done []Moved
+	for _, pl := range inPod {
+		if !pl.ours {
+			continue
+		}
+		want := podIfName
+		if want == "" {
+			want = pl.hostName
+		}
+		name, changed, err := finish(pod, pl.link, want)
+		if err != nil {
+			return nil, fmt.Errorf("finish the earlier attach of %s, found in the pod as %s: %w", pl.hostName, pl.link.Attrs().Name, err)
+		}
+		if changed {
+			done = append(done, Moved{HostName: pl.hostName, PodName: name, PCIAddress: t.PCIAddress})
+		}
+	}
+	return done, nil
+}
+
+// finish makes a link of ours in the pod what a complete attach leaves: named like want (want, or
+// want+1, ... when taken, as attach names it) and up. It returns the name and whether it changed
+// anything.
+func finish(pod *space, l netlink.Link, want string) (name string, changed bool, err error) {
+	name = l.Attrs().Name
+	if !isNameLike(name, want) {
+		wasUp := isUp(l)
+		if wasUp { // the kernel renames only a link that is down
+			if err := pod.h.LinkSetDown(l); err != nil {
+				return "", false, fmt.Errorf("set %s down in the pod to rename it: %w", name, err)
+			}
+			l.Attrs().Flags &^= net.FlagUp
+		}
+		if name, err = pod.renameLike(l, want); err != nil {
+			if wasUp {
+				_ = pod.h.LinkSetUp(l) // as it was; the rename error is the one to report
+			}
+			return "", false, err
+		}
+		changed = true
+	}
+	if !isUp(l) {
+		if err := pod.h.LinkSetUp(l); err != nil {
+			return "", false, fmt.Errorf("set %s up in the pod: %w", name, err)
+		}
+		changed = true
+	}
+	return name, changed, nil
+}
+
+// isNameLike reports whether name is one attach gives a link that wants want: want, or want's
+// trailing number counted up.
+func isNameLike(name, want string) bool {
+	for c := range nameCandidates(want) {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
 // attachOne moves one host link into the pod under the first free name like want. It returns how to
-// bring the link back exactly as it was.
+// bring the link back exactly as it was, its alias included.
 func attachOne(host, pod *space, l netlink.Link, pci, want string) (Moved, func() error, error) {
 	a := *l.Attrs()
 	addrs, err := host.globalAddrs(l)
@@ -144,14 +222,11 @@ func attachOne(host, pod *space, l netlink.Link, pci, want string) (Moved, func(
 		}
 		return err
 	}
-	podName, err := pod.freeName(want)
+	pl, err := transfer(l, host, pod, want, false)
 	if err != nil {
 		return Moved{}, nil, restoreAlias(err)
 	}
-	pl, err := transfer(l, host, pod, podName, false)
-	if err != nil {
-		return Moved{}, nil, restoreAlias(err)
-	}
+	podName := pl.Attrs().Name
 	back := func() error {
 		_, err := bringHome(pod, host, pl, a.Name, addrs, a.MTU, a.Flags&net.FlagUp != 0, a.Alias)
 		return err
@@ -259,12 +334,15 @@ func bringHome(pod, host *space, pl netlink.Link, hostName string, addrs []netli
 	return true, errors.Join(errs...)
 }
 
-// transfer moves l from one namespace to the other and names it final there, returning the link as
-// the far side sees it. It is all or nothing: on failure the link is back in from, named and up as
-// before. The link travels down (the kernel closes it anyway). With renameFirst the rename happens on
-// the near side when final is free there: detach renames inside the pod, so the host never sees the
-// pod-side name.
-func transfer(l netlink.Link, from, to *space, final string, renameFirst bool) (netlink.Link, error) {
+// transfer moves l from one namespace to the other, returning the link as the far side sees it. It
+// is all or nothing: on failure the link is back in from, named and up as before. The link travels
+// down (the kernel closes it anyway).
+//
+// Into a pod (home false) the link gets the first free name like name there (name, name+1, ...). On
+// the way home it gets name itself or the move fails, and the rename happens on the near side when
+// name is free there, so the host never sees the pod-side name. A name that a concurrent hook takes
+// between the look and the rename or move (the kernel's EEXIST) is retried with the next free one.
+func transfer(l netlink.Link, from, to *space, name string, home bool) (netlink.Link, error) {
 	// Fresh flags: the caller's copy may predate a set-up (older kernels refuse to rename a link
 	// that is up).
 	fresh, err := from.linkByName(l.Attrs().Name)
@@ -276,10 +354,12 @@ func transfer(l netlink.Link, from, to *space, final string, renameFirst bool) (
 	}
 	l = fresh
 	a := *l.Attrs()
-	if taken, err := to.taken(final, -1); err != nil {
-		return nil, err
-	} else if taken {
-		return nil, fmt.Errorf("interface name %s is taken in the %s namespace", final, to.what)
+	if home {
+		if taken, err := to.taken(name, -1); err != nil {
+			return nil, err
+		} else if taken {
+			return nil, fmt.Errorf("interface name %s is taken in the %s namespace", name, to.what)
+		}
 	}
 	var undo []func() error
 	rollback := func(err error) (netlink.Link, error) {
@@ -290,12 +370,12 @@ func transfer(l netlink.Link, from, to *space, final string, renameFirst bool) (
 		}
 		return nil, err
 	}
-	rename := func(name string) error {
+	rename := func(newName string) error {
 		cur := l.Attrs().Name
-		if err := from.h.LinkSetName(l, name); err != nil {
-			return fmt.Errorf("rename %s to %s in the %s namespace: %w", cur, name, from.what, err)
+		if err := from.h.LinkSetName(l, newName); err != nil {
+			return fmt.Errorf("rename %s to %s in the %s namespace: %w", cur, newName, from.what, err)
 		}
-		l.Attrs().Name = name
+		l.Attrs().Name = newName
 		undo = append(undo, func() error { return from.h.LinkSetName(l, cur) })
 		return nil
 	}
@@ -305,38 +385,47 @@ func transfer(l netlink.Link, from, to *space, final string, renameFirst bool) (
 		}
 		undo = append(undo, func() error { return from.h.LinkSetUp(l) })
 	}
-	if renameFirst && final != a.Name {
-		if taken, err := from.taken(final, a.Index); err != nil {
+	if home && name != a.Name {
+		if taken, err := from.taken(name, a.Index); err != nil {
 			return rollback(err)
 		} else if !taken {
-			if err := rename(final); err != nil {
+			if err := rename(name); err != nil {
 				return rollback(err)
 			}
 		}
 	}
-	if taken, err := to.taken(l.Attrs().Name, -1); err != nil {
-		return rollback(err)
-	} else if taken { // its name is taken on the far side: travel under a temporary one
-		tmp, err := tempName(from, to, a.Index)
-		if err != nil {
+	for try := 1; ; try++ {
+		if taken, err := to.taken(l.Attrs().Name, -1); err != nil {
 			return rollback(err)
+		} else if taken { // its name is taken on the far side: travel under a temporary one
+			tmp, err := tempName(from, to, a.Index)
+			if err != nil {
+				return rollback(err)
+			}
+			if err := rename(tmp); err != nil {
+				return rollback(err)
+			}
 		}
-		if err := rename(tmp); err != nil {
-			return rollback(err)
+		err := from.h.LinkSetNsFd(l, int(to.ns))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EEXIST) || try == nameTries { // else: the name was taken meanwhile
+			return rollback(fmt.Errorf("move %s from the %s to the %s namespace: %w", l.Attrs().Name, from.what, to.what, err))
 		}
 	}
 	travel := l.Attrs().Name
-	if err := from.h.LinkSetNsFd(l, int(to.ns)); err != nil {
-		return rollback(fmt.Errorf("move %s from the %s to the %s namespace: %w", travel, from.what, to.what, err))
-	}
 	moved, err := to.linkByName(travel)
 	if err == nil && moved == nil {
 		err = fmt.Errorf("%s vanished after the move to the %s namespace", travel, to.what)
 	}
-	if err == nil && travel != final {
-		if err = to.h.LinkSetName(moved, final); err != nil {
-			err = fmt.Errorf("rename %s to %s in the %s namespace: %w", travel, final, to.what, err)
+	final := name
+	if err == nil && home && travel != name {
+		if err = to.h.LinkSetName(moved, name); err != nil {
+			err = fmt.Errorf("rename %s to %s in the %s namespace: %w", travel, name, to.what, err)
 		}
+	} else if err == nil && !home {
+		final, err = to.renameLike(moved, name)
 	}
 	if err == nil {
 		moved, err = to.linkByName(final)
@@ -358,10 +447,11 @@ func transfer(l netlink.Link, from, to *space, final string, renameFirst bool) (
 	return moved, nil
 }
 
-// podLink is a link of ours found in a pod namespace.
+// podLink is a link of the target found in a pod namespace.
 type podLink struct {
 	link     netlink.Link
 	hostName string
+	ours     bool // it carries our alias (a PCI function's netdev may be found by its parent device)
 }
 
 // findInPod returns the target's links in the pod namespace: those whose alias names the target,
@@ -386,7 +476,7 @@ func findInPod(pod *space, t Target) ([]podLink, error) {
 		default:
 			continue
 		}
-		found = append(found, podLink{link: l, hostName: hostName})
+		found = append(found, podLink{link: l, hostName: hostName, ours: ours})
 	}
 	return found, nil
 }
@@ -438,16 +528,20 @@ func PCINetdevs(sysfsRoot, addr string) ([]string, error) {
 	return names, nil
 }
 
-// refuseProtected fails for the link holding the host's default route, and for loopback.
+// refuseProtected fails for the links carrying the host's default route, by the rule discovery
+// applies (pkg/defroute), and for loopback.
 func refuseProtected(host *space, ls []netlink.Link) error {
-	defaults, err := host.defaultRouteLinks()
+	if len(ls) == 0 {
+		return nil
+	}
+	_, carriers, err := defroute.Carriers(host.h)
 	if err != nil {
-		return err
+		return fmt.Errorf("find the links carrying the host's default route: %w", err)
 	}
 	for _, l := range ls {
 		a := l.Attrs()
-		if defaults[a.Index] {
-			return fmt.Errorf("refusing to move %s: it holds the host's default route", a.Name)
+		if carriers[a.Index] {
+			return fmt.Errorf("refusing to move %s: it carries the host's default route (itself, or beneath a bridge, bond, VLAN or macvlan)", a.Name)
 		}
 		if a.Flags&net.FlagLoopback != 0 {
 			return fmt.Errorf("refusing to move %s: it is the loopback interface", a.Name)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -39,26 +40,8 @@ func pciFixture(t *testing.T, addr string, links ...string) string {
 	return root
 }
 
-// linkState is what a test checks of a link: where it is, its name, alias, addresses, MTU, up.
-type linkState struct {
-	alias string
-	addrs []string
-	mtu   int
-	up    bool
-}
-
-func stateOf(t *testing.T, ns *netnstest.NS, name string) linkState {
-	t.Helper()
-	l := ns.Link(t, name)
-	return linkState{alias: l.Attrs().Alias, addrs: ns.GlobalAddrs(t, name), mtu: l.Attrs().MTU, up: netnstest.IsUp(l)}
-}
-
-func (s linkState) equal(o linkState) bool {
-	return s.alias == o.alias && slices.Equal(s.addrs, o.addrs) && s.mtu == o.mtu && s.up == o.up
-}
-
 // prepare gives the link the addresses and MTU the tests expect to survive the trip.
-func prepare(t *testing.T, ns *netnstest.NS, name string, addrs ...string) linkState {
+func prepare(t *testing.T, ns *netnstest.NS, name string, addrs ...string) netnstest.LinkState {
 	t.Helper()
 	if err := ns.H.LinkSetMTU(ns.Link(t, name), 1400); err != nil {
 		t.Fatal(err)
@@ -66,7 +49,7 @@ func prepare(t *testing.T, ns *netnstest.NS, name string, addrs ...string) linkS
 	for _, a := range addrs {
 		ns.AddAddr(t, name, a)
 	}
-	return stateOf(t, ns, name)
+	return ns.State(t, name)
 }
 
 func TestAttachDetach(t *testing.T) {
@@ -109,7 +92,7 @@ func TestAttachDetach(t *testing.T) {
 				opts.SysfsRoot = pciFixture(t, pci, devs...)
 				target = Target{PCIAddress: pci}
 			}
-			before := map[string]linkState{}
+			before := map[string]netnstest.LinkState{}
 			for i, dev := range devs {
 				before[dev] = prepare(t, host, dev, "10.77."+string(rune('1'+i))+".1/24", "fd00:77:"+string(rune('1'+i))+"::1/64")
 			}
@@ -142,10 +125,10 @@ func TestAttachDetach(t *testing.T) {
 					if host.Has(dev) {
 						t.Errorf("round %d: %s still in the host namespace", round, dev)
 					}
-					got := stateOf(t, pod, podNames[i])
+					got := pod.State(t, podNames[i])
 					want := before[dev]
-					want.alias, want.up = Alias(dev, target.PCIAddress), true
-					if !got.equal(want) {
+					want.Alias, want.Up = Alias(dev, target.PCIAddress), true
+					if !got.Equal(want) {
 						t.Errorf("round %d: in the pod %s is %+v, want %+v", round, podNames[i], got, want)
 					}
 				}
@@ -162,7 +145,7 @@ func TestAttachDetach(t *testing.T) {
 					t.Errorf("round %d: Detach result %+v, want %d links moved", round, res, len(devs))
 				}
 				for _, dev := range devs {
-					if got := stateOf(t, host, dev); !got.equal(before[dev]) {
+					if got := host.State(t, dev); !got.Equal(before[dev]) {
 						t.Errorf("round %d: back home %s is %+v, want %+v", round, dev, got, before[dev])
 					}
 				}
@@ -193,14 +176,14 @@ func TestAttachRollsBack(t *testing.T) {
 	if second < first { // sysfs lists, and Attach moves, in name order
 		first, second = second, first
 	}
-	before := map[string]linkState{
+	before := map[string]netnstest.LinkState{
 		first:  prepare(t, host, first, "10.78.1.1/24"),
 		second: prepare(t, host, second, "10.78.2.1/24", "fd00:78::1/64"),
 	}
 	if err := host.H.LinkSetAlias(host.Link(t, first), "uplink"); err != nil { // a foreign alias is restored
 		t.Fatal(err)
 	}
-	before[first] = stateOf(t, host, first)
+	before[first] = host.State(t, first)
 	podBefore := pod.LinkNames(t)
 
 	opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir(), SysfsRoot: pciFixture(t, pci, first, second)}
@@ -212,7 +195,7 @@ func TestAttachRollsBack(t *testing.T) {
 		t.Errorf("error %q does not name the device and the address", err)
 	}
 	for dev, want := range before {
-		if got := stateOf(t, host, dev); !got.equal(want) {
+		if got := host.State(t, dev); !got.Equal(want) {
 			t.Errorf("after rollback %s is %+v, want %+v", dev, got, want)
 		}
 	}
@@ -245,6 +228,34 @@ func TestAttachRefuses(t *testing.T) {
 			wantErr: "default route",
 		},
 		{
+			name: "bridge port whose bridge holds the default route",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				br := host.Bridge(t)
+				host.Exec(t, "ip", "link", "set", dev, "master", br)
+				host.AddAddr(t, br, "198.18.30.2/24")
+				host.Exec(t, "ip", "route", "add", "default", "via", "198.18.30.1", "dev", br)
+			},
+			wantErr: "carries the host's default route",
+		},
+		{
+			name: "parent of a macvlan that holds the default route",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				mv := host.Macvlan(t, dev)
+				host.AddAddr(t, mv, "fdb5:1e6f:7d2a:31::2/64")
+				host.Exec(t, "ip", "-6", "route", "add", "default", "via", "fdb5:1e6f:7d2a:31::1", "dev", mv)
+			},
+			wantErr: "carries the host's default route",
+		},
+		{
+			name: "default route in table 100 behind an ip rule",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				host.AddAddr(t, dev, "198.18.32.2/24")
+				host.Exec(t, "ip", "route", "add", "default", "via", "198.18.32.1", "dev", dev, "table", "100")
+				host.Exec(t, "ip", "rule", "add", "from", "198.18.32.2", "table", "100")
+			},
+			wantErr: "carries the host's default route",
+		},
+		{
 			name:    "unknown device",
 			setup:   func(t *testing.T, host *netnstest.NS, dev string) {},
 			wantErr: "no link",
@@ -255,7 +266,7 @@ func TestAttachRefuses(t *testing.T) {
 			host, pod := netnstest.New(t), netnstest.New(t)
 			dev, _ := host.Veth(t)
 			tt.setup(t, host, dev)
-			before := stateOf(t, host, dev)
+			before := host.State(t, dev)
 			target := Target{HostName: dev}
 			if tt.wantErr == "no link" {
 				target = Target{HostName: "absent0"}
@@ -264,7 +275,7 @@ func TestAttachRefuses(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Attach = %v, want error containing %q", err, tt.wantErr)
 			}
-			if got := stateOf(t, host, dev); !got.equal(before) {
+			if got := host.State(t, dev); !got.Equal(before) {
 				t.Errorf("%s changed: %+v, was %+v", dev, got, before)
 			}
 		})
@@ -296,5 +307,193 @@ func TestDetachNamespaceGone(t *testing.T) {
 	_, err = Attach(pod.Path, Target{HostName: dev}, opts)
 	if !errors.Is(err, ErrNamespaceGone) {
 		t.Errorf("Attach into a dead namespace = %v, want ErrNamespaceGone", err)
+	}
+}
+
+// TestAttachFinishesHalfDone: a hook killed between the move and the set-up leaves our link in the
+// pod, down, without addresses, maybe under its travel name. The next attach (the runtime retries the
+// container) must finish the job, not report success for a dead interface.
+func TestAttachFinishesHalfDone(t *testing.T) {
+	netnstest.RequireRoot(t)
+	const pci = "0000:3b:01.0"
+	tests := []struct {
+		name      string
+		pci       bool   // a PCI function (by address) rather than a software link (by name)
+		podIfName string // --pod-ifname
+		travel    string // the name it was left under in the pod; "host": its host name
+		occupy    string // a name another link already has in the pod
+		up        bool   // it was set up but is misnamed
+		wantName  string // "host": its host name
+	}{
+		{name: "temporary name, down: renamed net1 and set up", podIfName: "net1", travel: "ndp77", wantName: "net1"},
+		{name: "temporary name, net1 taken: net2", podIfName: "net1", travel: "ndp77", occupy: "net1", wantName: "net2"},
+		{name: "temporary name without pod-ifname: its host name", travel: "ndp77", wantName: "host"},
+		{name: "host name, down: set up", travel: "host", wantName: "host"},
+		{name: "already net1 but down: set up", podIfName: "net1", travel: "net1", wantName: "net1"},
+		{name: "already net3 (net1 taken meanwhile) but down: set up, not renamed", podIfName: "net1", travel: "net3", wantName: "net3"},
+		{name: "up under the temporary name: renamed", podIfName: "net1", travel: "ndp77", up: true, wantName: "net1"},
+		{name: "PCI function under a temporary name", pci: true, podIfName: "net1", travel: "ndp77", wantName: "net1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host, pod := netnstest.New(t), netnstest.New(t)
+			dev, _ := host.Veth(t)
+			before := prepare(t, host, dev, "198.18.33.1/24")
+			target, alias := Target{HostName: dev}, Alias(dev, "")
+			opts := Options{PodIfName: tt.podIfName, HostNS: host.Path, LockDir: t.TempDir()}
+			if tt.pci {
+				target, alias = Target{PCIAddress: pci}, Alias(dev, pci)
+				opts.SysfsRoot = pciFixture(t, pci) // sysfs lists no netdev: it is in the pod
+			}
+			travel, want := tt.travel, tt.wantName
+			if travel == "host" {
+				travel = dev
+			}
+			if want == "host" {
+				want = dev
+			}
+			if tt.occupy != "" {
+				if err := pod.H.LinkAdd(ifb(tt.occupy)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := host.H.LinkSetAlias(host.Link(t, dev), alias); err != nil {
+				t.Fatal(err)
+			}
+			host.Move(t, dev, pod, travel)
+			if tt.up {
+				if err := pod.H.LinkSetUp(pod.Link(t, travel)); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			res, err := Attach(pod.Path, target, opts)
+			if err != nil {
+				t.Fatalf("Attach: %v", err)
+			}
+			wantFinished := []Moved{{HostName: dev, PodName: want, PCIAddress: target.PCIAddress}}
+			if !res.Already || len(res.Moved) != 0 || !slices.Equal(res.Finished, wantFinished) {
+				t.Errorf("Attach = %+v, want Already with Finished %+v", res, wantFinished)
+			}
+			got := pod.State(t, want)
+			if !got.Up || got.Alias != alias {
+				t.Errorf("%s in the pod is %+v, want up with alias %q", want, got, alias)
+			}
+			if want != travel && pod.Has(travel) {
+				t.Errorf("%s still in the pod", travel)
+			}
+			res, err = Attach(pod.Path, target, opts)
+			if err != nil || !res.Already || len(res.Finished) != 0 {
+				t.Errorf("Attach again = %+v, %v; want Already with nothing to finish", res, err)
+			}
+
+			// Detach brings it home under its host name; its addresses died with the killed hook.
+			if _, err := Detach(pod.Path, target, opts); err != nil {
+				t.Fatalf("Detach: %v", err)
+			}
+			home := before
+			home.Addrs = nil
+			if got := host.State(t, dev); !got.Equal(home) {
+				t.Errorf("back home %s is %+v, want %+v", dev, got, home)
+			}
+		})
+	}
+}
+
+// TestAttachSoftwareLinkFoundInThePod: a container restart runs attach again while the link is in
+// the pod. A link created anew on the host under the same name (systemd-networkd re-creates the
+// links it manages) must stay on the host.
+func TestAttachSoftwareLinkFoundInThePod(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, podIfName := range []string{"", "net1"} {
+		t.Run("pod-ifname "+podIfName, func(t *testing.T) {
+			host, pod := netnstest.New(t), netnstest.New(t)
+			dev, _ := host.Veth(t)
+			opts := Options{PodIfName: podIfName, HostNS: host.Path, LockDir: t.TempDir()}
+			res, err := Attach(pod.Path, Target{HostName: dev}, opts)
+			if err != nil || len(res.Moved) != 1 {
+				t.Fatalf("Attach = %+v, %v", res, err)
+			}
+			podName := res.Moved[0].PodName
+			inPod := pod.State(t, podName)
+
+			if err := host.H.LinkAdd(ifb(dev)); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if l, err := host.H.LinkByName(dev); err == nil {
+					_ = host.H.LinkDel(l)
+				}
+			})
+			newcomer := host.Link(t, dev).Attrs().Index
+			hostBefore := host.State(t, dev)
+
+			res, err = Attach(pod.Path, Target{HostName: dev}, opts)
+			if err != nil || !res.Already || len(res.Moved) != 0 {
+				t.Errorf("Attach after the host re-created %s = %+v, %v; want Already", dev, res, err)
+			}
+			if !host.Has(dev) || host.Link(t, dev).Attrs().Index != newcomer {
+				t.Fatalf("the host's new %s was moved", dev)
+			}
+			if got := host.State(t, dev); !got.Equal(hostBefore) {
+				t.Errorf("the host's new %s is %+v, was %+v", dev, got, hostBefore)
+			}
+			if got := pod.State(t, podName); !got.Equal(inPod) {
+				t.Errorf("%s in the pod is %+v, was %+v", podName, got, inPod)
+			}
+			var names []string
+			for _, name := range pod.LinkNames(t) {
+				if _, _, ours := ParseAlias(pod.Link(t, name).Attrs().Alias); ours {
+					names = append(names, name)
+				}
+			}
+			if !slices.Equal(names, []string{podName}) {
+				t.Errorf("our links in the pod: %v, want [%s]", names, podName)
+			}
+		})
+	}
+}
+
+// TestAttachConcurrentIntoOnePod: two devices of one container attach at once (different devices:
+// different locks). Both pick the first free pod-side name; the loser of the race must take the next.
+func TestAttachConcurrentIntoOnePod(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host := netnstest.New(t)
+	lockDir := t.TempDir()
+	for round := range 10 {
+		pod := netnstest.New(t)
+		devs := make([]string, 2)
+		for i := range devs {
+			devs[i], _ = host.Veth(t)
+		}
+		opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: lockDir}
+		errs := make([]error, len(devs))
+		var wg sync.WaitGroup
+		for i, dev := range devs {
+			wg.Go(func() { _, errs[i] = Attach(pod.Path, Target{HostName: dev}, opts) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d: Attach %s: %v", round, devs[i], err)
+			}
+		}
+		got := map[string]string{} // pod-side name -> host name
+		for _, name := range pod.LinkNames(t) {
+			if hostName, _, ours := ParseAlias(pod.Link(t, name).Attrs().Alias); ours {
+				got[name] = hostName
+			}
+		}
+		if len(got) != 2 || got["net1"] == "" || got["net2"] == "" || got["net1"] == got["net2"] {
+			t.Errorf("round %d: our links in the pod %v, want net1 and net2 holding %v", round, got, devs)
+		}
+		for _, dev := range devs {
+			if _, err := Detach(pod.Path, Target{HostName: dev}, opts); err != nil {
+				t.Errorf("round %d: Detach %s: %v", round, dev, err)
+			}
+			if !host.Has(dev) {
+				t.Errorf("round %d: %s not home", round, dev)
+			}
+		}
 	}
 }

@@ -144,35 +144,11 @@ func portableAddr(a netlink.Addr, name string) *netlink.Addr {
 	return &out
 }
 
-// defaultRouteLinks returns the indexes of links holding an IPv4 or IPv6 default route of the main
-// table, multipath next hops included.
-func (s *space) defaultRouteLinks() (map[int]bool, error) {
-	idx := map[int]bool{}
-	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := s.h.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return nil, fmt.Errorf("list routes in the %s namespace: %w", s.what, err)
-		}
-		for _, r := range routes {
-			if r.Dst != nil {
-				if ones, _ := r.Dst.Mask.Size(); ones != 0 {
-					continue
-				}
-			}
-			idx[r.LinkIndex] = true
-			for _, hop := range r.MultiPath {
-				idx[hop.LinkIndex] = true
-			}
-		}
-	}
-	delete(idx, 0)
-	return idx, nil
-}
-
-// freeName returns the first of want, want+1, ... that no link in the namespace is called.
-func (s *space) freeName(want string) (string, error) {
+// freeName returns the first of want, want+1, ... that no link in the namespace other than the one
+// with index self is called (self 0: any link counts).
+func (s *space) freeName(want string, self int) (string, error) {
 	for name := range nameCandidates(want) {
-		taken, err := s.taken(name, 0)
+		taken, err := s.taken(name, self)
 		if err != nil {
 			return "", err
 		}
@@ -181,6 +157,35 @@ func (s *space) freeName(want string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no free interface name like %s in the %s namespace", want, s.what)
+}
+
+// nameTries bounds how often a rename or move that lost a name to a concurrent hook (EEXIST: another
+// device's attach into the same pod picked the same free name) is retried with the next free one.
+const nameTries = 8
+
+// renameLike gives l the first free name like want (want, want+1, ...), retrying when a concurrent
+// hook takes that name between the look and the rename. The kernel renames only a link that is down.
+func (s *space) renameLike(l netlink.Link, want string) (string, error) {
+	var err error
+	for range nameTries {
+		var name string
+		if name, err = s.freeName(want, l.Attrs().Index); err != nil {
+			return "", err
+		}
+		cur := l.Attrs().Name
+		if name == cur {
+			return name, nil
+		}
+		if err = s.h.LinkSetName(l, name); err == nil {
+			l.Attrs().Name = name
+			return name, nil
+		}
+		err = fmt.Errorf("rename %s to %s in the %s namespace: %w", cur, name, s.what, err)
+		if !errors.Is(err, unix.EEXIST) {
+			return "", err
+		}
+	}
+	return "", err
 }
 
 // tempName is a name free in both namespaces, for a link whose own name is taken on the far side.

@@ -4,7 +4,9 @@
 //
 // A link that this package moved carries its host name (and, for a PCI function, its PCI address) in
 // IFLA_IFALIAS, so the way home is known even after the link was renamed inside the pod and even on
-// kernels that do not report a link's parent device.
+// kernels that do not report a link's parent device. That alias replaces whatever alias the link had:
+// a failed attach restores the old one, but a successful detach clears it, so an alias an
+// administrator gave a pooled link is gone after its first trip into a pod.
 package netns
 
 import (

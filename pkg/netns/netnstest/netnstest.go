@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -129,9 +130,12 @@ func (n *NS) Veth(t testing.TB) (dev, peer string) {
 	if err := n.H.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: dev}, PeerName: peer}); err != nil {
 		t.Fatalf("add veth %s: %v", dev, err)
 	}
-	t.Cleanup(func() {
-		if l, err := n.H.LinkByName(peer); err == nil {
-			_ = n.H.LinkDel(l)
+	t.Cleanup(func() { // deleting either end deletes both, wherever the other end is
+		for _, name := range []string{peer, dev} {
+			if l, err := n.H.LinkByName(name); err == nil {
+				_ = n.H.LinkDel(l)
+				return
+			}
 		}
 	})
 	for _, name := range []string{dev, peer} {
@@ -155,6 +159,61 @@ func (n *NS) Ifb(t testing.TB) string {
 		}
 	})
 	return name
+}
+
+// Bridge creates a bridge, admin up, and returns its name. Deleted when the test ends (if still there).
+func (n *NS) Bridge(t testing.TB) string {
+	t.Helper()
+	name := Name("ndb")
+	n.add(t, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}})
+	return name
+}
+
+// Macvlan creates a bridge-mode macvlan over parent, admin up, and returns its name. Deleted when the
+// test ends (if still there).
+func (n *NS) Macvlan(t testing.TB, parent string) string {
+	t.Helper()
+	name := Name("ndm")
+	n.add(t, &netlink.Macvlan{
+		LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: n.Link(t, parent).Attrs().Index},
+		Mode:      netlink.MACVLAN_MODE_BRIDGE,
+	})
+	return name
+}
+
+// add creates l, removes it when the test ends, and sets it up.
+func (n *NS) add(t testing.TB, l netlink.Link) {
+	t.Helper()
+	name := l.Attrs().Name
+	if err := n.H.LinkAdd(l); err != nil {
+		t.Fatalf("add %s %s: %v", l.Type(), name, err)
+	}
+	t.Cleanup(func() {
+		if l, err := n.H.LinkByName(name); err == nil {
+			_ = n.H.LinkDel(l)
+		}
+	})
+	if err := n.H.LinkSetUp(n.Link(t, name)); err != nil {
+		t.Fatalf("set %s up: %v", name, err)
+	}
+}
+
+// Move sets the link called name down, renames it to as and moves it into to by hand: a link that a
+// hook killed mid-way would leave there (the move drops its addresses).
+func (n *NS) Move(t testing.TB, name string, to *NS, as string) {
+	t.Helper()
+	l := n.Link(t, name)
+	if err := n.H.LinkSetDown(l); err != nil {
+		t.Fatalf("set %s down: %v", name, err)
+	}
+	if as != name {
+		if err := n.H.LinkSetName(l, as); err != nil {
+			t.Fatalf("rename %s to %s: %v", name, as, err)
+		}
+	}
+	if err := n.H.LinkSetNsFd(l, to.FD()); err != nil {
+		t.Fatalf("move %s: %v", as, err)
+	}
 }
 
 // Link returns the link called name, failing the test when there is none.
@@ -236,3 +295,24 @@ func Run(t testing.TB, args ...string) {
 
 // IsUp reports whether the link is administratively up.
 func IsUp(l netlink.Link) bool { return l.Attrs().Flags&net.FlagUp != 0 }
+
+// LinkState is what tests compare of a link before and after a trip: its alias, global addresses,
+// MTU and whether it is up.
+type LinkState struct {
+	Alias string
+	Addrs []string
+	MTU   int
+	Up    bool
+}
+
+// State reads the LinkState of the link called name.
+func (n *NS) State(t testing.TB, name string) LinkState {
+	t.Helper()
+	l := n.Link(t, name)
+	return LinkState{Alias: l.Attrs().Alias, Addrs: n.GlobalAddrs(t, name), MTU: l.Attrs().MTU, Up: IsUp(l)}
+}
+
+// Equal compares two states field by field (addresses in order).
+func (s LinkState) Equal(o LinkState) bool {
+	return s.Alias == o.Alias && slices.Equal(s.Addrs, o.Addrs) && s.MTU == o.MTU && s.Up == o.Up
+}
