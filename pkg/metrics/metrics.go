@@ -135,29 +135,40 @@ func (m *Metrics) Scanned(devices int, took time.Duration, err error) {
 	m.mu.Unlock()
 }
 
-// Servers wraps the pool servers so that every pool update sets the pool's gauges.
-func (m *Metrics) Servers(inner daemon.Servers) daemon.Servers {
+// Pools is what the wrapper needs of the pool servers (server.Manager): the daemon's calls, and
+// the health counts of what each server sends the kubelet.
+type Pools interface {
+	Update(res config.Resource, devs []server.Device) error
+	Remove(res config.Resource) error
+	Health(res config.Resource) (total, healthy int, ok bool)
+}
+
+// Servers wraps the pool servers so that every pool update sets the pool's gauges. The counts come
+// from the server after the update, so they are what the kubelet is told: the server, not the
+// scan, decides that a gone software link inside its pod is healthy. A failed update leaves the
+// gauges as they were.
+func (m *Metrics) Servers(inner Pools) daemon.Servers {
 	return &servers{inner: inner, m: m}
 }
 
 type servers struct {
-	inner daemon.Servers
+	inner Pools
 	m     *Metrics
 }
 
 func (s *servers) Update(res config.Resource, devs []server.Device) error {
-	err := s.inner.Update(res, devs)
-	healthy := 0
-	for _, d := range devs {
-		if d.Problem == "" {
-			healthy++
-		}
+	if err := s.inner.Update(res, devs); err != nil {
+		return err
+	}
+	total, healthy, ok := s.inner.Health(res)
+	if !ok {
+		return nil
 	}
 	name := res.FullName()
-	s.m.capacity.WithLabelValues(name).Set(float64(len(devs)))
+	s.m.capacity.WithLabelValues(name).Set(float64(total))
 	s.m.allocatable.WithLabelValues(name).Set(float64(healthy))
-	s.m.unhealthy.WithLabelValues(name).Set(float64(len(devs) - healthy))
-	return err
+	s.m.unhealthy.WithLabelValues(name).Set(float64(total - healthy))
+	return nil
 }
 
 func (s *servers) Remove(res config.Resource) error {

@@ -1,32 +1,56 @@
 package metrics
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/server"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/server/kubelettest"
 )
 
-// recordingServers stands in for the pool servers behind the wrapper and remembers the calls.
-type recordingServers struct {
-	updates, removes []string
-	err              error
+// newManager serves pools in a short temp folder (socket paths must fit 107 bytes) to a kubelet
+// stand-in there.
+func newManager(t *testing.T, obs server.Observer) (*server.Manager, *kubelettest.Kubelet) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "met")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	k, err := kubelettest.Start(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	mgr, err := server.NewManager(server.Options{DevicePluginDir: dir, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mgr.Close() })
+	return mgr, k
 }
 
-func (r *recordingServers) Update(res config.Resource, _ []server.Device) error {
-	r.updates = append(r.updates, res.FullName())
-	return r.err
-}
-
-func (r *recordingServers) Remove(res config.Resource) error {
-	r.removes = append(r.removes, res.FullName())
-	return r.err
+// gauge is the value of a pool's gauge in a /metrics body, "" when absent.
+func gauge(body, name, resource string) string {
+	prefix := fmt.Sprintf("netdevice_plugin_%s{resource=%q} ", name, resource)
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func scrape(t *testing.T, h http.Handler, path string) (int, string) {
@@ -44,15 +68,15 @@ func scrape(t *testing.T, h http.Handler, path string) (int, string) {
 
 func TestMetricsFollowTheDaemon(t *testing.T) {
 	m := New(time.Minute)
-	inner := &recordingServers{}
-	servers := m.Servers(inner)
+	mgr, _ := newManager(t, nil)
+	servers := m.Servers(mgr)
 	a := config.Resource{Prefix: "example.com", Name: "sriov_a"}
 	b := config.Resource{Prefix: "networking.k8s.io", Name: "netdevice"}
 
-	if err := servers.Update(a, []server.Device{{ID: "0000:3b:01.0"}, {ID: "0000:3b:01.1", Problem: "carrier down"}, {ID: "0000:3b:01.2"}}); err != nil {
+	if err := servers.Update(a, []server.Device{{ID: "0000:3b:01.0", PCIAddress: "0000:3b:01.0"}, {ID: "0000:3b:01.1", PCIAddress: "0000:3b:01.1", Problem: "carrier down"}, {ID: "0000:3b:01.2", PCIAddress: "0000:3b:01.2"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := servers.Update(b, []server.Device{{ID: "dummy0"}}); err != nil {
+	if err := servers.Update(b, []server.Device{{ID: "veth0"}}); err != nil {
 		t.Fatal(err)
 	}
 	m.Registration("example.com/sriov_a", nil)
@@ -103,21 +127,92 @@ func TestMetricsFollowTheDaemon(t *testing.T) {
 	if !strings.Contains(body, `netdevice_plugin_registrations_total{resource="networking.k8s.io/netdevice",result="ok"} 1`) {
 		t.Error("registration history of the removed pool lost")
 	}
-	if strings.Join(inner.updates, ",") != "example.com/sriov_a,networking.k8s.io/netdevice" || strings.Join(inner.removes, ",") != "networking.k8s.io/netdevice" {
-		t.Errorf("wrapper did not pass calls through: updates %v removes %v", inner.updates, inner.removes)
+	if got := mgr.Resources(); len(got) != 1 || got[0] != a.FullName() {
+		t.Errorf("wrapper did not pass calls through: served pools %v, want only %s", got, a.FullName())
 	}
 }
 
-func TestServersWrapperReturnsInnerError(t *testing.T) {
+// The pool gauges count what the server tells the kubelet, not what the scan found: a software
+// link that left with its pod is gone from the host but healthy (in use); one that left without
+// an allocation is unhealthy. A failed update leaves the gauges alone.
+func TestPoolGaugesMatchListAndWatch(t *testing.T) {
 	m := New(time.Minute)
-	inner := &recordingServers{err: errors.New("socket: permission denied")}
-	res := config.Resource{Prefix: "example.com", Name: "x"}
-	if err := m.Servers(inner).Update(res, nil); err != inner.err {
-		t.Errorf("Update error %v, want the inner one", err)
+	mgr, k := newManager(t, m)
+	servers := m.Servers(mgr)
+	res := config.Resource{Prefix: "networking.k8s.io", Name: "netdevice"}
+	name := res.FullName()
+	present := []server.Device{{ID: "veth0", NUMANode: -1}, {ID: "veth1", NUMANode: -1}}
+	gone := []server.Device{{ID: "veth0", NUMANode: -1, Gone: true}, {ID: "veth1", NUMANode: -1, Gone: true}}
+
+	steps := []struct {
+		name     string
+		before   func(p *kubelettest.Plugin)
+		devs     []server.Device
+		wantErr  bool
+		kubelet  string // list the kubelet has after the step
+		capacity string
+		healthy  string
+		sick     string
+	}{
+		{name: "both on the host", devs: present, kubelet: "[veth0:Healthy veth1:Healthy]", capacity: "2", healthy: "2", sick: "0"},
+		{
+			name: "veth0 allocated, then both gone",
+			before: func(p *kubelettest.Plugin) {
+				req := &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{"veth0"}}}}
+				if _, err := p.Client.Allocate(context.Background(), req); err != nil {
+					t.Fatal(err)
+				}
+			},
+			devs: gone, kubelet: "[veth0:Healthy veth1:Unhealthy]", capacity: "2", healthy: "1", sick: "1",
+		},
+		{
+			name:    "update fails: gauges stay",
+			before:  func(*kubelettest.Plugin) { _ = mgr.Close() },
+			devs:    present,
+			wantErr: true, kubelet: "[veth0:Healthy veth1:Unhealthy]", capacity: "2", healthy: "1", sick: "1",
+		},
 	}
-	if err := m.Servers(inner).Remove(res); err != inner.err {
-		t.Errorf("Remove error %v, want the inner one", err)
+	var p *kubelettest.Plugin
+	for _, st := range steps {
+		if st.before != nil {
+			st.before(p)
+		}
+		if err := servers.Update(res, st.devs); (err != nil) != st.wantErr {
+			t.Fatalf("%s: Update error %v, want error %v", st.name, err, st.wantErr)
+		}
+		if p == nil {
+			var err error
+			if p, err = k.WaitPlugin(ctxTimeout(t), name, time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !st.wantErr {
+			if _, err := p.WaitDevices(ctxTimeout(t), func(d []*pluginapi.Device) bool { return kubelettest.Describe(d) == st.kubelet }); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+		}
+		devs, _ := p.Devices()
+		healthy := 0
+		for _, d := range devs {
+			if d.Health == pluginapi.Healthy {
+				healthy++
+			}
+		}
+		_, body := scrape(t, m.Handler(), "/metrics")
+		got := [3]string{gauge(body, "pool_capacity", name), gauge(body, "pool_allocatable", name), gauge(body, "pool_unhealthy", name)}
+		if want := [3]string{st.capacity, st.healthy, st.sick}; got != want {
+			t.Errorf("%s: capacity, allocatable, unhealthy = %v, want %v", st.name, got, want)
+		}
+		if told := [3]string{strconv.Itoa(len(devs)), strconv.Itoa(healthy), strconv.Itoa(len(devs) - healthy)}; got != told {
+			t.Errorf("%s: gauges %v differ from what the kubelet was told %v (%s)", st.name, got, told, kubelettest.Describe(devs))
+		}
 	}
+}
+
+func ctxTimeout(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 func TestHealthz(t *testing.T) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"slices"
+	"strings"
 
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
@@ -61,7 +62,7 @@ const (
 // devices the pool no longer has, and moves marks as presence changes (see Plugin.Update).
 func build(res config.Resource, devs []Device, marks map[string]markState) *snapshot {
 	sorted := slices.Clone(devs)
-	slices.SortFunc(sorted, func(a, b Device) int { return compareStrings(a.ID, b.ID) })
+	slices.SortFunc(sorted, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
 	s := &snapshot{
 		res:     res,
 		list:    make([]*pluginapi.Device, 0, len(sorted)),
@@ -140,14 +141,4 @@ func numaOf(d *pluginapi.Device) int64 {
 		return -1
 	}
 	return d.Topology.Nodes[0].ID
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

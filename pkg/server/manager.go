@@ -22,6 +22,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
@@ -39,6 +40,10 @@ const (
 	maxUnixPath               = 107 // sun_path holds 108 bytes with the NUL
 )
 
+// DefaultBackoff spaces registration retries: 100 ms doubling to 30 s, with 10 % jitter so that
+// many pools do not retry in lockstep. Steps only needs to outlast the doubling up to Cap.
+var DefaultBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 32, Cap: 30 * time.Second}
+
 // Mode is how the servers make themselves known to the kubelet.
 type Mode string
 
@@ -54,7 +59,7 @@ type Options struct {
 	PluginsRegistryDir string // plugin-watcher mode when this folder exists; "" never
 	PollInterval       time.Duration
 	RegisterTimeout    time.Duration
-	Backoff            Backoff
+	Backoff            wait.Backoff // registration retries; Duration 0 takes DefaultBackoff
 	Observer           Observer
 }
 
@@ -83,11 +88,11 @@ type server struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	grpc       *grpc.Server
-	ino        uint64 // inode of the socket we bound; 0 = not serving
-	kubeletIno uint64 // inode of the kubelet.sock we registered with; 0 = not registered
-	everReg    bool
-	reserve    bool // serve a fresh socket at the next try (the watcher refused the old one)
+	grpc      *grpc.Server
+	sock      fileID // the socket we bound; zero = not serving
+	kubeletID fileID // the kubelet.sock we registered with; zero = not registered
+	everReg   bool
+	reserve   bool // serve a fresh socket at the next try (the watcher refused the old one)
 }
 
 // NewManager picks the registration mode, watches the socket folder and starts the fallback
@@ -102,7 +107,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.RegisterTimeout <= 0 {
 		opts.RegisterTimeout = DefaultRegisterTimeout
 	}
-	if opts.Backoff.Initial <= 0 {
+	if opts.Backoff.Duration <= 0 {
 		opts.Backoff = DefaultBackoff
 	}
 	if opts.Observer == nil {
@@ -209,6 +214,20 @@ func (m *Manager) Remove(res config.Resource) error {
 	return m.stop(s)
 }
 
+// Health counts the pool's devices as its server reports them to the kubelet now: all of them,
+// and the healthy ones (a gone software link inside its pod is healthy, see Plugin.Update).
+// ok is false when the pool is not served.
+func (m *Manager) Health(res config.Resource) (total, healthy int, ok bool) {
+	m.mu.Lock()
+	s, ok := m.servers[res.FullName()]
+	m.mu.Unlock()
+	if !ok {
+		return 0, 0, false
+	}
+	total, healthy = s.plugin.Health()
+	return total, healthy, true
+}
+
 // Resources lists the pools being served.
 func (m *Manager) Resources() []string {
 	m.mu.Lock()
@@ -248,16 +267,16 @@ func (m *Manager) stop(s *server) error {
 	if s.grpc != nil {
 		s.grpc.Stop()
 	}
-	return removeOwnSocket(s.path, s.ino)
+	return removeOwnSocket(s.path, s.sock)
 }
 
-// removeOwnSocket removes path if it is still the socket we bound (inode ino), so that a socket
-// another process put there survives.
-func removeOwnSocket(path string, ino uint64) error {
-	if ino == 0 {
+// removeOwnSocket removes path if it is still the socket we bound (id), so that a socket another
+// process put there survives.
+func removeOwnSocket(path string, id fileID) error {
+	if id == (fileID{}) {
 		return nil
 	}
-	if cur, err := inode(path); err != nil || cur != ino {
+	if cur, err := identify(path); err != nil || cur != id {
 		return nil
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -282,7 +301,8 @@ func (m *Manager) pokeAll() {
 }
 
 // loop turns folder events and the poll into kicks: kubelet.sock created (a kubelet started)
-// kicks every server, one of our sockets removed kicks its server.
+// kicks every server, one of our sockets removed kicks its server, a watcher error (events lost)
+// kicks every server. It reads Errors as well as Events: fsnotify blocks on an unread error.
 func (m *Manager) loop() {
 	defer close(m.loopDone)
 	tick := time.NewTicker(m.opts.PollInterval)
@@ -302,7 +322,10 @@ func (m *Manager) loop() {
 			if !ok {
 				return
 			}
-			klog.ErrorS(err, "Watching the socket folder failed; relying on the poll", "dir", m.sockDir)
+			// Events may be lost (an overflow drops them): check every pool now rather than at
+			// the next poll.
+			klog.ErrorS(err, "Watching the socket folder failed; checking every pool", "dir", m.sockDir)
+			m.pokeAll()
 		}
 	}
 }
@@ -331,7 +354,7 @@ func (m *Manager) onEvent(ev fsnotify.Event) {
 // and the registration and repairs what is missing; failures retry with backoff.
 func (m *Manager) keep(ctx context.Context, s *server) {
 	defer close(s.done)
-	b := m.opts.Backoff.start()
+	b := m.opts.Backoff // a copy: Step grows it, a success starts over
 	var retry <-chan time.Time
 	for {
 		select {
@@ -341,7 +364,7 @@ func (m *Manager) keep(ctx context.Context, s *server) {
 		case <-retry:
 		case msg := <-s.plugin.regFailed:
 			s.reserve = true
-			d := b.step()
+			d := b.Step()
 			klog.InfoS("Serving a fresh socket after the refusal", "pool", s.plugin.name, "reason", msg, "retryIn", d)
 			retry = time.After(d)
 			continue
@@ -351,20 +374,20 @@ func (m *Manager) keep(ctx context.Context, s *server) {
 			if ctx.Err() != nil {
 				return
 			}
-			d := b.step()
+			d := b.Step()
 			klog.ErrorS(err, "Device-plugin server not registered; retrying", "pool", s.plugin.name, "retryIn", d)
 			m.opts.Observer.Registration(s.plugin.name, err)
 			retry = time.After(d)
 			continue
 		}
-		b = m.opts.Backoff.start()
+		b = m.opts.Backoff
 	}
 }
 
 // ensure serves the socket if it is gone or replaced, and registers with the kubelet behind the
 // current kubelet.sock if not yet done.
 func (m *Manager) ensure(ctx context.Context, s *server) error {
-	if ino, err := inode(s.path); s.reserve || err != nil || ino != s.ino {
+	if id, err := identify(s.path); s.reserve || err != nil || id != s.sock {
 		if err := m.serve(s); err != nil {
 			return err
 		}
@@ -373,17 +396,17 @@ func (m *Manager) ensure(ctx context.Context, s *server) error {
 	if m.mode == ModePluginWatcher {
 		return nil
 	}
-	kino, err := inode(m.kubeletSock)
+	kid, err := identify(m.kubeletSock)
 	if err != nil {
 		return fmt.Errorf("pool %s: kubelet socket %s: %w", s.plugin.name, m.kubeletSock, err)
 	}
-	if kino == s.kubeletIno {
+	if kid == s.kubeletID {
 		return nil
 	}
 	if err := m.register(ctx, s); err != nil {
 		return err
 	}
-	s.kubeletIno = kino
+	s.kubeletID = kid
 	if s.everReg {
 		klog.InfoS("Re-registered with the kubelet", "pool", s.plugin.name, "socket", s.path)
 	} else {
@@ -401,7 +424,7 @@ func (m *Manager) serve(s *server) error {
 		s.grpc.Stop()
 		s.grpc = nil
 	}
-	s.ino, s.kubeletIno = 0, 0
+	s.sock, s.kubeletID = fileID{}, fileID{}
 	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("pool %s: remove stale socket %s: %w", s.plugin.name, s.path, err)
 	}
@@ -410,7 +433,7 @@ func (m *Manager) serve(s *server) error {
 		return fmt.Errorf("pool %s: listen on %s: %w", s.plugin.name, s.path, err)
 	}
 	lis.SetUnlinkOnClose(false) // we remove it ourselves, and only if it is still ours
-	ino, err := inode(s.path)
+	id, err := identify(s.path)
 	if err != nil {
 		_ = lis.Close()
 		return fmt.Errorf("pool %s: stat socket %s: %w", s.plugin.name, s.path, err)
@@ -425,7 +448,7 @@ func (m *Manager) serve(s *server) error {
 			klog.ErrorS(err, "Device-plugin server stopped", "pool", s.plugin.name, "socket", s.path)
 		}
 	}()
-	s.grpc, s.ino = g, ino
+	s.grpc, s.sock = g, id
 	klog.V(2).InfoS("Serving device plugin", "pool", s.plugin.name, "socket", s.path)
 	return nil
 }
@@ -451,14 +474,24 @@ func (m *Manager) register(ctx context.Context, s *server) error {
 	return nil
 }
 
-func inode(path string) (uint64, error) {
+// fileID tells one file from another that later takes its name. The inode number alone does not:
+// ext4 hands a freed number to the next file at once, so a new kubelet.sock often has the old
+// one's. The change time is set when the file is created, so a new file is a new (ino, ctime).
+// A metadata change (chmod, relabel) moves ctime too: that costs one needless Register or
+// re-serve, never a missed one.
+type fileID struct {
+	dev, ino uint64
+	ctime    syscall.Timespec
+}
+
+func identify(path string) (fileID, error) {
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return 0, err
+		return fileID{}, err
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return 0, fmt.Errorf("stat %s: no inode", path)
+		return fileID{}, fmt.Errorf("stat %s: no inode", path)
 	}
-	return st.Ino, nil
+	return fileID{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}, nil
 }

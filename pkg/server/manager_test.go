@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
@@ -266,18 +267,103 @@ func TestPollFallbackNoticesKubeletRestart(t *testing.T) {
 	}
 }
 
+// A kubelet.sock replaced while our socket stays (a kubelet back without clearing its folder) is a
+// new kubelet: register again. ext4 often gives the new kubelet.sock the old inode number.
+func TestReRegistersWhenKubeletSocketReplaced(t *testing.T) {
+	e := newEnv(t, ModeKubeletSocket)
+	if err := e.mgr.Update(resA, links("veth0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.kubelet.WaitPlugin(ctxTimeout(t, 5*time.Second), resA.FullName(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	ours, err := identify(e.mgr.SocketPath(resA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= 3; round++ {
+		old, err := identify(e.kubelet.SocketPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		replaced := time.Now()
+		if err := e.kubelet.ReplaceSocket(); err != nil {
+			t.Fatal(err)
+		}
+		cur, err := identify(e.kubelet.SocketPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: kubelet.sock inode %d -> %d (number reused: %v)", round, old.ino, cur.ino, old.ino == cur.ino)
+		p, err := e.kubelet.WaitPlugin(ctxTimeout(t, 5*time.Second), resA.FullName(), replaced)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if _, err := p.WaitDevices(ctxTimeout(t, 5*time.Second), func(d []*pluginapi.Device) bool { return kubelettest.Describe(d) == "[veth0:Healthy]" }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if now, err := identify(e.mgr.SocketPath(resA)); err != nil || now != ours {
+		t.Errorf("our socket was served again (%v): only the kubelet changed", err)
+	}
+}
+
+// When the folder watch loses events (its queue overflowed), every pool is checked at once rather
+// than at the next poll: here the lost event is a new kubelet.sock.
+func TestWatcherOverflowChecksEveryPool(t *testing.T) {
+	dir := shortDir(t)
+	k, err := kubelettest.Start(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	m, err := NewManager(Options{DevicePluginDir: dir, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	if err := m.Update(resA, links("veth0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.WaitPlugin(ctxTimeout(t, 5*time.Second), resA.FullName(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	// Holding the lock stalls the manager's loop at the first rename event, so the queue fills
+	// and the kernel drops the events of the new kubelet.sock.
+	m.mu.Lock()
+	if err := kubelettest.Overflow(dir); err != nil {
+		m.mu.Unlock()
+		t.Fatal(err)
+	}
+	replaced := time.Now()
+	err = k.ReplaceSocket()
+	m.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.WaitPlugin(ctxTimeout(t, 5*time.Second), resA.FullName(), replaced); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRegistrationRetriedWithBackoff(t *testing.T) {
 	t.Run("kubelet not up yet", func(t *testing.T) {
 		dir := shortDir(t)
-		m, err := NewManager(Options{DevicePluginDir: dir, Backoff: Backoff{Initial: 20 * time.Millisecond, Factor: 2, Max: 200 * time.Millisecond}})
+		obs := &recorder{}
+		// No folder events and an hourly poll: only the backoff's retries can find the kubelet.
+		m, err := NewManager(Options{DevicePluginDir: dir, PollInterval: time.Hour, Observer: obs,
+			Backoff: wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Steps: 10, Cap: 200 * time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = m.Close() })
+		if err := m.watcher.Remove(dir); err != nil {
+			t.Fatal(err)
+		}
 		if err := m.Update(resA, links("dummy0")); err != nil {
 			t.Fatalf("Update without a kubelet must not fail: %v", err)
 		}
-		time.Sleep(300 * time.Millisecond) // a few failed tries
+		waitFor(t, func() bool { return obs.regFailed.Load() >= 2 })
 		k, err := kubelettest.Start(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -286,6 +372,7 @@ func TestRegistrationRetriedWithBackoff(t *testing.T) {
 		if _, err := k.WaitPlugin(ctxTimeout(t, 3*time.Second), resA.FullName(), time.Time{}); err != nil {
 			t.Fatal(err)
 		}
+		waitFor(t, func() bool { return obs.registered.Load() == 1 })
 	})
 	for _, mode := range []Mode{ModeKubeletSocket, ModePluginWatcher} {
 		t.Run("refused twice/"+string(mode), func(t *testing.T) {
@@ -371,7 +458,7 @@ func TestCloseLeavesForeignSocket(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := removeOwnSocket(path, s.ino); err != nil {
+	if err := removeOwnSocket(path, s.sock); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(path); err != nil {
@@ -404,14 +491,29 @@ func TestUpdateSendsNewList(t *testing.T) {
 			t.Fatalf("want %s: %v", st.want, err)
 		}
 	}
-	// An unchanged update sends nothing.
+	// An unchanged update sends nothing: it does not even wake the streams, and after a changed
+	// one the kubelet has exactly one new list.
 	_, before := p.Devices()
+	e.mgr.mu.Lock()
+	plugin := e.mgr.servers[resA.FullName()].plugin
+	e.mgr.mu.Unlock()
+	waiting := plugin.state.Load().changed
 	if err := e.mgr.Update(resA, []Device{{ID: "veth1", NUMANode: -1}}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
-	if _, after := p.Devices(); after != before {
-		t.Errorf("unchanged update sent %d new lists", after-before)
+	select {
+	case <-waiting:
+		t.Error("unchanged update woke the ListAndWatch streams")
+	default:
+	}
+	if err := e.mgr.Update(resA, []Device{{ID: "veth1", NUMANode: -1, Problem: "carrier down"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitDevices(ctxTimeout(t, 5*time.Second), func(d []*pluginapi.Device) bool { return kubelettest.Describe(d) == "[veth1:Unhealthy]" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, after := p.Devices(); after != before+1 {
+		t.Errorf("an unchanged and a changed update sent %d new lists, want 1", after-before)
 	}
 	// excludeTopology drops the NUMA node without a device change.
 	excl := resA

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -134,6 +135,17 @@ func logHealthChanges(pool string, old, next *snapshot) {
 // Devices returns what ListAndWatch sends now.
 func (p *Plugin) Devices() []*pluginapi.Device { return p.state.Load().list }
 
+// Health counts the devices ListAndWatch sends now, and those of them it sends as Healthy.
+func (p *Plugin) Health() (total, healthy int) {
+	list := p.state.Load().list
+	for _, d := range list {
+		if d.Health == pluginapi.Healthy {
+			healthy++
+		}
+	}
+	return len(list), healthy
+}
+
 // GetDevicePluginOptions advertises GetPreferredAllocation; nothing needs PreStartContainer.
 func (p *Plugin) GetDevicePluginOptions(context.Context, *pluginapi.Empty) (*pluginapi.DevicePluginOptions, error) {
 	return &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true}, nil
@@ -201,7 +213,7 @@ func (p *Plugin) allocateContainer(s *snapshot, ids []string) (*pluginapi.Contai
 		if e.PCIAddress != "" {
 			addrs = append(addrs, e.PCIAddress)
 		}
-		if e.VFIODevice != "" && !contains(groups, e.VFIODevice) {
+		if e.VFIODevice != "" && !slices.Contains(groups, e.VFIODevice) {
 			groups = append(groups, e.VFIODevice)
 		}
 	}
@@ -216,15 +228,6 @@ func (p *Plugin) allocateContainer(s *snapshot, ids []string) (*pluginapi.Contai
 		}
 	}
 	return cr, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // markAllocated remembers the software links just handed out, so that their absence while inside

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ type Kubelet struct {
 
 	// Reject, when set, is asked on every registration; an error refuses it (both modes).
 	Reject func(resource string) error
+	// Logf, when set, hears what the real kubelet would log: errors of the registry watcher.
+	// Set it before WatchRegistry.
+	Logf func(format string, args ...any)
 
 	mu       sync.Mutex
 	srv      *grpc.Server
@@ -260,6 +264,26 @@ func (k *Kubelet) WaitPlugin(ctx context.Context, resource string, since time.Ti
 // every socket in the device-plugin folder is deleted, and a new kubelet.sock is served. Plugins
 // must notice and register again.
 func (k *Kubelet) Restart() error {
+	k.stop()
+	if err := k.removeSockets(); err != nil {
+		return err
+	}
+	return k.listen()
+}
+
+// ReplaceSocket acts out a kubelet that comes back without clearing its folder: the registration
+// server stops, plugin connections drop and a new kubelet.sock is served, while the plugins'
+// sockets stay. Only the new kubelet.sock tells plugins to register again.
+func (k *Kubelet) ReplaceSocket() error {
+	k.stop()
+	if err := os.Remove(k.SocketPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("kubelettest: remove %s: %w", k.SocketPath(), err)
+	}
+	return k.listen()
+}
+
+// stop ends the registration server and every plugin connection.
+func (k *Kubelet) stop() {
 	k.mu.Lock()
 	srv := k.srv
 	plugins := k.plugins
@@ -269,6 +293,10 @@ func (k *Kubelet) Restart() error {
 	for _, p := range plugins {
 		p.close()
 	}
+}
+
+// removeSockets deletes every socket in the device-plugin folder, as a starting kubelet does.
+func (k *Kubelet) removeSockets() error {
 	entries, err := os.ReadDir(k.dir)
 	if err != nil {
 		return fmt.Errorf("kubelettest: read %s: %w", k.dir, err)
@@ -280,7 +308,7 @@ func (k *Kubelet) Restart() error {
 			}
 		}
 	}
-	return k.listen()
+	return nil
 }
 
 // WatchRegistry adds plugin-watcher mode: sockets appearing in dir (and those already there) are
@@ -296,7 +324,11 @@ func (k *Kubelet) WatchRegistry(dir string) error {
 	}
 	k.mu.Lock()
 	k.watchers = append(k.watchers, w)
+	logf := k.Logf
 	k.mu.Unlock()
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("kubelettest: read %s: %w", dir, err)
@@ -304,10 +336,23 @@ func (k *Kubelet) WatchRegistry(dir string) error {
 	for _, e := range entries {
 		k.registerFromWatcher(filepath.Join(dir, e.Name()))
 	}
+	// Errors must be read too: fsnotify blocks on an unread error (an overflow, say) and then
+	// delivers no more events. Like the kubelet, log it and go on.
 	go func() {
-		for ev := range w.Events {
-			if ev.Has(fsnotify.Create) {
-				k.registerFromWatcher(ev.Name)
+		for {
+			select {
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if ev.Has(fsnotify.Create) {
+					k.registerFromWatcher(ev.Name)
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				logf("kubelettest: watching %s: %v", dir, err)
 			}
 		}
 	}()
@@ -383,4 +428,32 @@ func (k *Kubelet) Close() {
 		p.close()
 	}
 	_ = os.Remove(k.SocketPath())
+}
+
+// Overflow renames a file in dir back and forth often enough to overflow the inotify event queue
+// of a watcher of dir that is not reading: the kernel then drops further events and queues an
+// overflow. Tests use it to check that watchers survive lost events.
+func Overflow(dir string) error {
+	limit := 16384 // the kernel's default fs.inotify.max_queued_events
+	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			limit = n
+		}
+	}
+	a, b := filepath.Join(dir, "overflow-a"), filepath.Join(dir, "overflow-b")
+	if err := os.WriteFile(a, nil, 0o600); err != nil {
+		return fmt.Errorf("kubelettest: overflow %s: %w", dir, err)
+	}
+	// Two events (moved from, moved to) per rename; the margin covers what fsnotify itself has
+	// read (4096 at most).
+	for range limit/2 + 4096 {
+		if err := os.Rename(a, b); err != nil {
+			return fmt.Errorf("kubelettest: overflow %s: %w", dir, err)
+		}
+		a, b = b, a
+	}
+	if err := os.Remove(a); err != nil {
+		return fmt.Errorf("kubelettest: overflow %s: %w", dir, err)
+	}
+	return nil
 }
