@@ -420,7 +420,9 @@ func pluginBinaries(t *testing.T) plugin {
 }
 
 // startPlugin copies the hook into the work folder (the CDI spec names its absolute path), writes
-// the config and starts the daemon against the stack's kubelet.
+// the config and starts the daemon against the stack's kubelet, with its CDI specs and its state file
+// in the work folder too (the host's /var/run/cdi and /run/netdevice-plugin may hold a real
+// installation's).
 func startPlugin(t *testing.T, st *stack.Stack, p plugin, config string) {
 	t.Helper()
 	binDir := filepath.Join(st.Paths.Work, "bin")
@@ -441,7 +443,8 @@ func startPlugin(t *testing.T, st *stack.Stack, p plugin, config string) {
 	}
 	args := []string{
 		"--config", cfg,
-		"--cdi-dir", "/var/run/cdi",
+		"--cdi-dir", st.Paths.CDIDir,
+		"--state-file", filepath.Join(st.Paths.Work, "netdevice-plugin-state.gob"),
 		"--hook-path", hook,
 		"--device-plugin-dir", "/var/lib/kubelet/device-plugins",
 		"--plugins-registry-dir", st.Paths.PluginsRegistryDir(),

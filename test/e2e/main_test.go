@@ -26,6 +26,7 @@ import (
 var (
 	workRoot  = flag.String("e2e.work", "", "folder for the stacks' private files, one subfolder per test (default: a new folder in /var/tmp/ndp-e2e)")
 	teardown  = flag.String("e2e.teardown", "", "tear down the stack recorded in this state file, verify the host, and exit")
+	preflight = flag.Bool("e2e.preflight", false, "check that no other kubelet or container runtime runs here (stack.Preflight), and exit")
 	keepLogs  = flag.Bool("e2e.keep-logs", false, "keep the logs folder even when the test passes")
 	hold      = flag.Duration("e2e.hold", 0, "smoke and demo: keep the pod running this long before deleting it, to look around")
 	startWait = flag.Duration("e2e.start-timeout", 3*time.Minute, "how long bringing up containerd and the kubelet may take")
@@ -41,6 +42,14 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	if *teardown != "" {
 		os.Exit(teardownFromFile(*teardown))
+	}
+	if *preflight {
+		o := stack.Options{}.WithDefaults()
+		if err := stack.Preflight(o.Ports, o.Bridge); err != nil {
+			logf("%v", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	// run.sh's lock is an inherited descriptor: keep holding it here, but do not hand it to the
 	// kubelet and containerd, or a killed run would keep the lock as long as they live.

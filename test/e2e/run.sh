@@ -8,6 +8,10 @@
 #                              can allocate and `ip addr` inside the pod; tears everything down
 #   test/e2e/run.sh teardown   tear down whatever a killed run left (state files under E2E_WORK_ROOT)
 #
+# It refuses to start (exit 1, nothing changed on the host) where another kubelet or container
+# runtime runs: /run/containerd/containerd.sock answers, the kubelet ports 10250/10248 are taken, a
+# kubelet process runs, or another kubelet's device-plugin folder or kubepods cgroups are there.
+#
 # Environment: E2E_CACHE_DIR (built stack binaries, see hack/e2e-deps.sh), E2E_WORK_ROOT (default
 # /var/tmp/ndp-e2e), E2E_KEEP_LOGS=1 (keep logs of a passing run), E2E_RUN (a -test.run regexp),
 # E2E_HOLD=60s (smoke/demo: keep the pod up that long before deleting it, to look around),
@@ -47,7 +51,10 @@ if ! flock -n 8; then
 fi
 
 # teardown_leftovers tears down every stack whose state file is still there (a run that was killed
-# before its own teardown), with the test binary's teardown mode.
+# before its own teardown), with the test binary's teardown mode. That removes only what the state
+# file records as the stack's own (its processes, work folder, links, cgroups, the kubelet's and
+# shims' entries it created) and restores a sysctl only while it holds the kubelet's value: anything
+# installed on the host since the killed run is left alone, and reported if the host differs.
 teardown_leftovers() {
 	local bin=$1 rc=0 st
 	for st in "$WORK_ROOT"/*/*/state.json; do
@@ -60,13 +67,6 @@ teardown_leftovers() {
 
 cd "$ROOT"
 T0=$(date +%s)
-log "building or reusing the stack binaries (hack/e2e-deps.sh)"
-ENV_LINES=$(hack/e2e-deps.sh --print-env)
-while IFS='=' read -r k v; do
-	[[ $k == E2E_* ]] && export "$k=$v"
-done <<<"$ENV_LINES"
-T_DEPS=$(date +%s)
-
 RUN_DIR=$(mktemp -d "$WORK_ROOT/XXXXXX")
 BIN=$RUN_DIR/bin
 mkdir -p "$BIN"
@@ -74,14 +74,32 @@ log "building the test binaries into $BIN"
 CGO_ENABLED=0 go build -trimpath -o "$BIN/" ./test/e2e/agnhost ./test/e2e/pause
 go test -c -tags e2e -o "$BIN/e2e.test" ./test/e2e
 export E2E_AGNHOST=$BIN/agnhost E2E_PAUSE=$BIN/pause
+T_TEST_BUILD=$(date +%s)
 
 # Leftovers of killed runs first, with the binary just built.
-teardown_leftovers "$BIN/e2e.test" || log "WARNING: tearing down a previous run's leftovers failed"
+LEFTOVER_RC=0
+teardown_leftovers "$BIN/e2e.test" || LEFTOVER_RC=1
 if [[ $MODE == teardown ]]; then
 	rm -rf "$RUN_DIR"
 	rmdir "$WORK_ROOT" 2>/dev/null || true
-	exit 0
+	[[ $LEFTOVER_RC == 0 ]] || log "tearing down a killed run's leftovers failed (see above)"
+	exit $LEFTOVER_RC
 fi
+[[ $LEFTOVER_RC == 0 ]] || log "WARNING: tearing down a previous run's leftovers failed"
+
+# Refuse a host where another kubelet or container runtime runs, before anything is installed there.
+if ! "$BIN/e2e.test" -e2e.preflight; then
+	rm -rf "$RUN_DIR"
+	rmdir "$WORK_ROOT" 2>/dev/null || true
+	exit 1
+fi
+
+log "building or reusing the stack binaries (hack/e2e-deps.sh)"
+ENV_LINES=$(hack/e2e-deps.sh --print-env)
+while IFS='=' read -r k v; do
+	[[ $k == E2E_* ]] && export "$k=$v"
+done <<<"$ENV_LINES"
+T_DEPS=$(date +%s)
 
 if [[ $MODE != smoke && -n ${E2E_PLUGIN:-} && -n ${E2E_HOOK:-} ]]; then
 	log "using the given binaries E2E_PLUGIN=$E2E_PLUGIN E2E_HOOK=$E2E_HOOK"
@@ -112,7 +130,7 @@ on_exit() {
 	else
 		log "work folder kept: $RUN_DIR"
 	fi
-	log "total $(($(date +%s) - T0)) s (stack binaries $((T_DEPS - T0)) s, project build $((T_BUILD - T_DEPS)) s, tests $(($(date +%s) - T_BUILD)) s); exit $rc"
+	log "total $(($(date +%s) - T0)) s (test binaries $((T_TEST_BUILD - T0)) s, stack binaries $((T_DEPS - T_TEST_BUILD)) s, project build $((T_BUILD - T_DEPS)) s, tests $(($(date +%s) - T_BUILD)) s); exit $rc"
 	exit $rc
 }
 trap on_exit EXIT

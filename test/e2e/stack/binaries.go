@@ -1,7 +1,9 @@
 // Package stack brings up and tears down a real single-node Kubernetes stack for the end-to-end
 // tests: containerd (CRI, CDI enabled) with Debian's runc, the CNI bridge plugin, and a standalone
-// kubelet running static pods, all on private paths. It records everything it changes on the host
-// in a state file, so that a teardown restores the host whatever happened, even from another process.
+// kubelet running static pods, all on private paths. It refuses a host where another kubelet or
+// runtime runs (Preflight), records what it creates on the host in a state file as it goes, and its
+// teardown, even one from another process after a killed run, removes only that and then verifies the
+// host against a snapshot taken at start.
 package stack
 
 import (

@@ -19,6 +19,8 @@ type Paths struct {
 	ContainerdSocket  string
 	ContainerdConfig  string
 	ContainerdOpt     string
+	RuncRoot          string
+	CDIDir            string
 	CNIConfDir        string
 	CNIDataDir        string
 	KubeletRoot       string
@@ -42,6 +44,8 @@ func NewPaths(work string) Paths {
 		ContainerdSocket:  j("containerd/containerd.sock"),
 		ContainerdConfig:  j("containerd/config.toml"),
 		ContainerdOpt:     j("containerd/opt"),
+		RuncRoot:          j("containerd/runc"), // runc's state, instead of the shim's default /run/containerd/runc
+		CDIDir:            j("cdi"),             // the plugin's CDI specs, instead of the host's /var/run/cdi
 		CNIConfDir:        j("cni/net.d"),
 		CNIDataDir:        j("cni/ipam"),
 		KubeletRoot:       j("kubelet"), // short: plugin sockets live below it (108-byte limit)
@@ -65,10 +69,12 @@ func (p Paths) PodResourcesSocket() string { return p.KubeletRoot + "/pod-resour
 // PluginsRegistryDir is the folder the kubelet's plugin watcher reads (below its root dir).
 func (p Paths) PluginsRegistryDir() string { return p.KubeletRoot + "/plugins_registry" }
 
-// containerdTemplate is containerd's config (version 3). Settings from E2E-NOTES.md: CDI on and reading
-// /var/run/cdi; restrict_oom_score_adj because root here lacks CAP_SYS_RESOURCE; no AppArmor, no
-// hugetlb; Debian's runc with cgroupfs; NRI off; no imports from /etc; every path private; pod netns
-// files below the state dir instead of /run/netns.
+// containerdTemplate is containerd's config (version 3). Settings from E2E-NOTES.md: CDI on, reading
+// the stack's own spec folder (so that the plugin under test never overwrites a spec of the host's);
+// restrict_oom_score_adj because root here lacks CAP_SYS_RESOURCE; no AppArmor, no hugetlb; Debian's
+// runc with cgroupfs and its state in the work folder; NRI off; no imports from /etc; every path
+// private; pod netns files below the state dir instead of /run/netns. Only the shims' sockets stay in
+// /run/containerd/s: containerd hard-codes that folder.
 var containerdTemplate = template.Must(template.New("containerd").Funcs(template.FuncMap{"q": strconv.Quote}).Parse(`version = 3
 root = {{q .Paths.ContainerdRoot}}
 state = {{q .Paths.ContainerdState}}
@@ -106,7 +112,7 @@ disabled_plugins = [
 
   [plugins."io.containerd.cri.v1.runtime"]
     enable_cdi = true
-    cdi_spec_dirs = ["/var/run/cdi"]
+    cdi_spec_dirs = [{{q .Paths.CDIDir}}]
     restrict_oom_score_adj = true
     disable_apparmor = true
     disable_hugetlb_controller = true
@@ -119,6 +125,7 @@ disabled_plugins = [
         runtime_type = "io.containerd.runc.v2"
         [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
           BinaryName = {{q .Runc}}
+          Root = {{q .Paths.RuncRoot}}
           SystemdCgroup = false
 
     [plugins."io.containerd.cri.v1.runtime".cni]
@@ -147,7 +154,9 @@ func ContainerdConfig(p Paths, sandboxImage, runc, cniBinDir string) ([]byte, er
 
 // KubeletConfig renders the standalone kubelet's KubeletConfiguration (E2E-NOTES.md): static pods, no
 // API server, loopback only with anonymous AlwaysAllow, cgroupfs on cgroup v1, swap tolerated,
-// eviction and image GC that never act on a test machine, private log and plugin folders.
+// eviction and image GC that never act on a test machine, private log and plugin folders, and no
+// iptables chains (makeIPTablesUtilChains, still a v1beta1 field in v1.34: its KUBE-IPTABLES-HINT and
+// KUBE-FIREWALL chains would outlive the kubelet on a host with iptables).
 // A map rather than k8s.io/kubelet/config/v1beta1: those types pull k8s.io/component-base into go.mod.
 func KubeletConfig(p Paths, ports Ports) ([]byte, error) {
 	cfg := map[string]any{
@@ -178,6 +187,7 @@ func KubeletConfig(p Paths, ports Ports) ([]byte, error) {
 		"serializeImagePulls":         false,
 		"shutdownGracePeriod":         "0s",
 		"resolvConf":                  "/etc/resolv.conf",
+		"makeIPTablesUtilChains":      false,
 	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {

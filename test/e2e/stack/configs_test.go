@@ -58,12 +58,13 @@ func TestContainerdConfig(t *testing.T) {
 		{`plugins."io.containerd.cri.v1.images".snapshotter`, `"overlayfs"`},
 		{`plugins."io.containerd.cri.v1.images".pinned_images.sandbox`, `"localhost/x/pause:e2e"`},
 		{cri + ".enable_cdi", "true"},
-		{cri + ".cdi_spec_dirs", `["/var/run/cdi"]`},
+		{cri + ".cdi_spec_dirs", `["/w/cdi"]`},
 		{cri + ".restrict_oom_score_adj", "true"},
 		{cri + ".disable_apparmor", "true"},
 		{cri + ".netns_mounts_under_state_dir", "true"},
 		{cri + ".containerd.runtimes.runc.options.BinaryName", `"/usr/sbin/runc"`},
 		{cri + ".containerd.runtimes.runc.options.SystemdCgroup", "false"},
+		{cri + ".containerd.runtimes.runc.options.Root", `"/w/containerd/runc"`},
 		{cri + ".cni.bin_dirs", `["/cache/cni/bin"]`},
 		{cri + ".cni.conf_dir", `"/w/cni/net.d"`},
 	}
@@ -106,6 +107,7 @@ func TestKubeletConfig(t *testing.T) {
 		{"volumePluginDir", "/w/volume-plugins"},
 		{"imageGCHighThresholdPercent", float64(100)},
 		{"imageGCLowThresholdPercent", float64(99)},
+		{"makeIPTablesUtilChains", false},
 	}
 	for _, tt := range tests {
 		if got[tt.key] != tt.want {

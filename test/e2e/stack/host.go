@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,7 +15,9 @@ import (
 
 // WatchedPaths are the folders outside the work folder that the kubelet, containerd, the CNI plugins
 // and the device plugin write to (E2E-NOTES.md), plus the defaults a misconfiguration would fall
-// back to. A snapshot lists their contents so a teardown removes exactly what is new.
+// back to. A snapshot lists their contents to verify the host after a teardown, and to tell whether
+// an entry the stack's processes create at a fixed name (hostLayout) existed before. The teardown
+// never removes an entry just because it is new here: only what the state records as the stack's.
 var WatchedPaths = []string{
 	"/var/lib/kubelet", "/run/containerd", "/var/run/cdi", "/etc/cdi", "/var/log/containers",
 	"/var/log/pods", "/etc/cni", "/opt/cni", "/var/lib/cni", "/opt/containerd", "/var/lib/containerd",
@@ -25,18 +26,16 @@ var WatchedPaths = []string{
 }
 
 // WatchedSysctls are the host sysctls the kubelet sets at start (its kernel tunables) and the one
-// the CNI bridge plugin may set.
+// the CNI bridge plugin sets in gateway mode (the stack's network is not): verified, restored only
+// when the kubelet's change is still in place (Owned.Sysctls).
 var WatchedSysctls = []string{
 	"kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory", "vm.panic_on_oom",
 	"kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward",
 }
 
-// netnsDir is where runtimes pin pod network namespaces; only cni-* entries are ours (other
-// programs on the machine use the folder too).
+// netnsDir is where runtimes pin pod network namespaces by default (the stack's containerd pins them
+// below its state folder); other programs on the machine use the folder too.
 const netnsDir = "/run/netns"
-
-// cniVethName is the host-side veth name the CNI bridge plugin picks.
-var cniVethName = regexp.MustCompile(`^veth[0-9a-f]{8}$`)
 
 // Snapshot is the part of the host state the stack may change.
 type Snapshot struct {
@@ -84,30 +83,15 @@ func TakeSnapshot() (Snapshot, error) {
 	return s, nil
 }
 
-// Scope says which differences are the stack's: links and mounts elsewhere belong to other programs.
-type Scope struct {
-	MountPrefixes []string        // mount points below these are ours
-	Links         map[string]bool // link names that are ours (bridge, test links)
-}
-
-// ourLink reports whether a link name is the stack's: listed, or a CNI bridge veth.
-func (sc Scope) ourLink(name string) bool { return sc.Links[name] || cniVethName.MatchString(name) }
-
-// ourMount reports whether a mount point is below one of the stack's prefixes or a CNI netns pin.
-func (sc Scope) ourMount(mp string) bool {
-	if strings.HasPrefix(mp, netnsDir+"/cni-") {
-		return true
+// Diff lists, one line each, how after differs from before where the stack could have left something:
+// sysctls, watched paths, kubepods cgroups and CNI netns pins entirely; mounts below the work folder,
+// the watched paths and CNI netns pins; among links, which other programs on the machine add and
+// remove all the time, the ones the stack owns.
+func Diff(before, after Snapshot, work string, owned Owned) []string {
+	ownLink := map[string]bool{}
+	for _, l := range owned.links() {
+		ownLink[l] = true
 	}
-	for _, p := range sc.MountPrefixes {
-		if mp == p || strings.HasPrefix(mp, strings.TrimSuffix(p, "/")+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-// Diff lists, one line each, how after differs from before within scope.
-func Diff(before, after Snapshot, sc Scope) []string {
 	var out []string
 	for _, name := range WatchedSysctls {
 		if before.Sysctls[name] != after.Sysctls[name] {
@@ -132,18 +116,13 @@ func Diff(before, after Snapshot, sc Scope) []string {
 		}
 	}
 	for _, m := range added(before.Mounts, after.Mounts) {
-		if sc.ourMount(m) {
+		if watchedMount(m, work) {
 			out = append(out, "mount left: "+m)
 		}
 	}
 	for _, l := range added(before.Links, after.Links) {
-		if sc.ourLink(l) {
+		if ownLink[l] {
 			out = append(out, "link left: "+l)
-		}
-	}
-	for _, l := range added(after.Links, before.Links) {
-		if sc.Links[l] {
-			out = append(out, "link gone: "+l)
 		}
 	}
 	for _, c := range added(before.Cgroups, after.Cgroups) {
@@ -153,6 +132,21 @@ func Diff(before, after Snapshot, sc Scope) []string {
 		out = append(out, "netns left: "+n)
 	}
 	return out
+}
+
+// watchedMount reports whether a mount point is one the verification looks at: below the work folder
+// or a watched path, or a CNI netns pin (other programs, tests among them, pin namespaces in
+// /run/netns under other names).
+func watchedMount(mp, work string) bool {
+	if below(mp, work) || strings.HasPrefix(mp, netnsDir+"/cni-") {
+		return true
+	}
+	for _, p := range WatchedPaths {
+		if below(mp, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // added returns the elements of after that are not in before.
@@ -240,10 +234,13 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
+// kubepodsGlobs match the kubelet's top-level pod cgroups (cgroupfs driver) in v1 and v2 hierarchies.
+var kubepodsGlobs = []string{"/sys/fs/cgroup/*/kubepods*", "/sys/fs/cgroup/kubepods*"}
+
 // kubepodsCgroups returns the kubelet's top-level pod cgroups under every hierarchy (v1 and v2).
 func kubepodsCgroups() []string {
 	var out []string
-	for _, pattern := range []string{"/sys/fs/cgroup/*/kubepods*", "/sys/fs/cgroup/kubepods*"} {
+	for _, pattern := range kubepodsGlobs {
 		m, _ := filepath.Glob(pattern)
 		for _, p := range m {
 			if fi, err := os.Stat(p); err == nil && fi.IsDir() {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,7 +32,7 @@ func TestDiff(t *testing.T) {
 			Links:   []string{"eth0", "lo"},
 		}
 	}
-	sc := Scope{MountPrefixes: []string{"/w", "/var/lib/kubelet"}, Links: map[string]bool{"ndpe2e0": true, "dummy0": true}}
+	owned := Owned{Bridge: "ndpe2e0", Links: []string{"dummy0"}, Veths: []string{"veth0123abcd"}}
 	tests := []struct {
 		name   string
 		change func(s *Snapshot)
@@ -46,11 +47,15 @@ func TestDiff(t *testing.T) {
 			[]string{"path /var/run/cdi: new entry networking.k8s.io-netdevice.json"}},
 		{"entry removed", func(s *Snapshot) { s.Paths["/var/run/cdi"] = []string{""} }, []string{"path /var/run/cdi: entry vendor.json removed"}},
 		{"path removed", func(s *Snapshot) { delete(s.Paths, "/var/run/cdi") }, []string{"path /var/run/cdi: removed"}},
-		{"our mounts only", func(s *Snapshot) {
-			s.Mounts = append(s.Mounts, "/w/containerd/state/rootfs", "/run/netns/cni-1234", "/run/netns/othertest", "/var/lib/kubeletx", "/var/lib/kubelet")
+		// other programs (other tests among them) pin namespaces in /run/netns and mount elsewhere
+		{"mounts where the stack writes only", func(s *Snapshot) {
+			s.Mounts = append(s.Mounts, "/w/containerd/state/rootfs", "/run/netns/cni-1234", "/run/netns/othertest",
+				"/var/lib/kubeletx", "/var/lib/kubelet", "/mnt/other", "/wx")
 		}, []string{"mount left: /w/containerd/state/rootfs", "mount left: /run/netns/cni-1234", "mount left: /var/lib/kubelet"}},
-		{"our links only", func(s *Snapshot) { s.Links = append(s.Links, "ndpe2e0", "veth0123abcd", "vethother", "ndt1234") },
-			[]string{"link left: ndpe2e0", "link left: veth0123abcd"}},
+		// links come and go on a shared machine: only the stack's count
+		{"owned links only", func(s *Snapshot) {
+			s.Links = append(s.Links, "ndpe2e0", "veth0123abcd", "vethother", "ndt1234", "dummy0")
+		}, []string{"link left: ndpe2e0", "link left: veth0123abcd", "link left: dummy0"}},
 		{"cgroup and netns", func(s *Snapshot) {
 			s.Cgroups = []string{"/sys/fs/cgroup/pids/kubepods"}
 			s.NetnsCNI = []string{"/run/netns/cni-1"}
@@ -60,18 +65,10 @@ func TestDiff(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			after := base()
 			tt.change(&after)
-			if got := Diff(base(), after, sc); !reflect.DeepEqual(got, tt.want) {
+			if got := Diff(base(), after, "/w", owned); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Diff =\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
 			}
 		})
-	}
-
-	// a tracked link that was there before and is gone now is reported too (a test deleted a host link
-	// it did not create)
-	before := base()
-	before.Links = append(before.Links, "dummy0")
-	if got := Diff(before, base(), sc); !reflect.DeepEqual(got, []string{"link gone: dummy0"}) {
-		t.Errorf("Diff with a tracked link gone = %v", got)
 	}
 }
 
@@ -103,73 +100,25 @@ func TestTakeSnapshot(t *testing.T) {
 			t.Errorf("sysctl %s = %q, /proc/sys says %q", name, s.Sysctls[name], want)
 		}
 	}
-	if !contains(s.Mounts, "/") || !contains(s.Mounts, "/proc") {
+	if !slices.Contains(s.Mounts, "/") || !slices.Contains(s.Mounts, "/proc") {
 		t.Errorf("mounts lack / or /proc: %v", s.Mounts)
 	}
-	if !contains(s.Links, "lo") {
+	if !slices.Contains(s.Links, "lo") {
 		t.Errorf("links lack lo: %v", s.Links)
 	}
-	if d := Diff(s, s, Scope{}); len(d) != 0 {
+	if d := Diff(s, s, "/w", Owned{}); len(d) != 0 {
 		t.Errorf("a snapshot differs from itself: %v", d)
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
-}
-
-func TestRemoveNew(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "kubelet")
-	mk := func(rel string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Join(root, rel), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mk("device-plugins")
-	if err := os.WriteFile(filepath.Join(root, "device-plugins", "vendor.sock"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	before, err := listTree(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"", "device-plugins", "device-plugins/vendor.sock"}; !reflect.DeepEqual(before, want) {
-		t.Fatalf("listTree = %v, want %v", before, want)
-	}
-
-	mk("pki/sub")
-	if err := os.WriteFile(filepath.Join(root, "device-plugins", "kubelet_internal_checkpoint"), []byte("{}"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := removeNew(root, before, true); err != nil {
-		t.Fatalf("removeNew: %v", err)
-	}
-	if after, _ := listTree(root); !reflect.DeepEqual(after, before) {
-		t.Errorf("after removeNew: %v, want what was there before: %v", after, before)
-	}
-
-	// a folder that did not exist goes entirely; a missing one is no error
-	if err := removeNew(root, nil, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(root); !os.IsNotExist(err) {
-		t.Errorf("%s still exists: %v", root, err)
-	}
-	if err := removeNew(root, nil, false); err != nil {
-		t.Errorf("removeNew of a missing folder: %v", err)
-	}
-}
-
-func TestRemoveNewRefusesMounted(t *testing.T) {
+func TestRemoveTreeRefusesMounted(t *testing.T) {
 	root := t.TempDir()
 	mnt := filepath.Join(root, "pods", "vol")
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before, err := MountPoints()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
@@ -180,40 +129,79 @@ func TestRemoveNewRefusesMounted(t *testing.T) {
 	if err := os.WriteFile(keep, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := removeNew(root, nil, false)
+	err = removeTree(root)
 	if err == nil || !strings.Contains(err.Error(), mnt+" is still mounted") {
-		t.Fatalf("removeNew over a mount = %v, want a refusal naming %s", err, mnt)
+		t.Fatalf("removeTree over a mount = %v, want a refusal naming %s", err, mnt)
 	}
 	if _, err := os.Stat(keep); err != nil {
 		t.Errorf("file on the mount was removed: %v", err)
 	}
 
-	// unmountOurs takes it away when it is new and in scope
-	st := State{Before: Snapshot{}, Scope: Scope{MountPrefixes: []string{root}}}
-	if st.Before.Mounts, err = MountPoints(); err != nil {
-		t.Fatal(err)
+	// a mount outside the work folder is not the stack's, even when it is new
+	other := t.TempDir()
+	if err := unix.Mount("tmpfs", other, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
 	}
-	st.Before.Mounts = removeString(st.Before.Mounts, mnt)
-	if err := unmountOurs(st); err != nil {
-		t.Fatalf("unmountOurs: %v", err)
+	t.Cleanup(func() { _ = unix.Unmount(other, unix.MNT_DETACH) })
+	if err := unmountOwned(State{Work: root, Before: Snapshot{Mounts: before}}); err != nil {
+		t.Fatalf("unmountOwned: %v", err)
 	}
 	now, _ := MountPoints()
-	if contains(now, mnt) {
-		t.Errorf("%s is still mounted after unmountOurs", mnt)
+	if slices.Contains(now, mnt) {
+		t.Errorf("%s (new, below the work folder) is still mounted after unmountOwned", mnt)
 	}
-	if err := removeNew(root, nil, false); err != nil {
-		t.Errorf("removeNew after the unmount: %v", err)
+	if !slices.Contains(now, other) {
+		t.Errorf("unmountOwned unmounted %s, outside the work folder", other)
+	}
+	if err := removeTree(root); err != nil {
+		t.Errorf("removeTree after the unmount: %v", err)
+	}
+	if err := removeTree(root); err != nil {
+		t.Errorf("removeTree of a missing folder: %v", err)
 	}
 }
 
-func removeString(list []string, s string) []string {
-	var out []string
-	for _, e := range list {
-		if e != s {
-			out = append(out, e)
-		}
+func TestRemoveWork(t *testing.T) {
+	tests := []struct {
+		name                string
+		keepLogs, keepState bool
+		left                []string
+	}{
+		{"all", false, false, nil},
+		{"keep logs", true, false, []string{"logs", "logs/kubelet.log"}},
+		{"keep state", false, true, []string{StateFile}},
+		{"keep both", true, true, []string{"logs", "logs/kubelet.log", StateFile}},
 	}
-	return out
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			work := filepath.Join(t.TempDir(), "w")
+			p := NewPaths(work)
+			for _, f := range []string{"logs/kubelet.log", StateFile, "containerd/root/x", "kubelet/pods/y"} {
+				mustWrite(t, filepath.Join(work, f), "")
+			}
+			if err := removeWork(work, p.Logs, tt.keepLogs, tt.keepState); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := listTree(work)
+			var want []string
+			if tt.left != nil {
+				want = append([]string{""}, tt.left...)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("left %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func mustWrite(t *testing.T, file, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestRemoveCgroups(t *testing.T) {
@@ -250,16 +238,42 @@ func TestRestoreSysctls(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.WriteFile(sysctlPath(name), []byte(orig), 0o644) })
-	if err := os.WriteFile(sysctlPath(name), []byte(strconv.Itoa(n+1)), 0o644); err != nil {
-		t.Fatal(err)
+	set := func(v int) {
+		t.Helper()
+		if err := os.WriteFile(sysctlPath(name), []byte(strconv.Itoa(v)), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := restoreSysctls(map[string]string{name: orig}); err != nil {
-		t.Fatalf("restoreSysctls: %v", err)
+	read := func() string {
+		got, _ := os.ReadFile(sysctlPath(name))
+		return strings.TrimSpace(string(got))
 	}
-	if got, _ := os.ReadFile(sysctlPath(name)); strings.TrimSpace(string(got)) != orig {
-		t.Errorf("%s = %s after restore, want %s", name, got, orig)
+	byKubelet := strconv.Itoa(n + 1)
+	tests := []struct {
+		name   string
+		now    int               // the value at teardown
+		set    map[string]string // what the stack recorded its kubelet set
+		want   string
+		before map[string]string
+	}{
+		{"still the kubelet's value: restored", n + 1, map[string]string{name: byKubelet}, orig, map[string]string{name: orig}},
+		{"changed again since: left", n + 2, map[string]string{name: byKubelet}, strconv.Itoa(n + 2), map[string]string{name: orig}},
+		{"never set by the kubelet: left", n + 1, nil, byKubelet, map[string]string{name: orig}},
+		{"no value from before: left", n + 1, map[string]string{name: byKubelet}, byKubelet, nil},
 	}
-	if err := restoreSysctls(map[string]string{"kernel.no_such_sysctl": "1"}); err == nil || !strings.Contains(err.Error(), "kernel.no_such_sysctl") {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			set(tt.now)
+			if err := restoreSysctls(tt.before, tt.set); err != nil {
+				t.Fatalf("restoreSysctls: %v", err)
+			}
+			if got := read(); got != tt.want {
+				t.Errorf("%s = %s after the teardown, want %s", name, got, tt.want)
+			}
+		})
+	}
+	err = restoreSysctls(map[string]string{"kernel.no_such_sysctl": "1"}, map[string]string{"kernel.no_such_sysctl": "2"})
+	if err == nil || !strings.Contains(err.Error(), "kernel.no_such_sysctl") {
 		t.Errorf("restoring a missing sysctl: %v, want an error naming it", err)
 	}
 }

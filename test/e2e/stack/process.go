@@ -104,9 +104,10 @@ func waitGone(p Proc, d time.Duration) bool {
 	}
 }
 
-// procsByExe returns every process whose binary is exe (e.g. the containerd shims, which detach from
-// containerd and so are not its children).
-func procsByExe(name, exe string) []Proc {
+// procsByExe returns every process whose binary is exe and whose arguments include arg ("" for any):
+// e.g. the shims of one containerd (they detach from it and so are not its children), which are
+// started with -address <its socket>.
+func procsByExe(name, exe, arg string) []Proc {
 	var out []Proc
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -115,11 +116,25 @@ func procsByExe(name, exe string) []Proc {
 			continue
 		}
 		p := Proc{Name: name, PID: pid, Exe: exe}
-		if p.Alive() {
+		if p.Alive() && (arg == "" || hasArg(pid, arg)) {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// hasArg reports whether one of the process's arguments is exactly arg.
+func hasArg(pid int, arg string) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	for _, a := range strings.Split(string(data), "\x00") {
+		if a == arg {
+			return true
+		}
+	}
+	return false
 }
 
 // procsInCgroups returns the PIDs of every process in a cgroup folder below any of roots.

@@ -3,6 +3,7 @@ package stack
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,12 +45,17 @@ func TestProcLifecycle(t *testing.T) {
 			if (Proc{PID: r.PID, Exe: "/usr/bin/other"}).Alive() {
 				t.Error("Alive is true for a recorded binary the PID does not run (a reused PID)")
 			}
-			found := false
-			for _, q := range procsByExe("sleep", sleep) {
-				found = found || q.PID == r.PID
-			}
-			if !found {
-				t.Errorf("procsByExe(%s) misses pid %d", sleep, r.PID)
+			for _, c := range []struct {
+				arg  string
+				want bool
+			}{{"", true}, {"100", true}, {"10", false}, {"-address", false}} {
+				found := false
+				for _, q := range procsByExe("sleep", sleep, c.arg) {
+					found = found || q.PID == r.PID
+				}
+				if found != c.want {
+					t.Errorf("procsByExe(%s, arg %q) has pid %d: %v, want %v", sleep, c.arg, r.PID, found, c.want)
+				}
 			}
 			env, _ := os.ReadFile("/proc/" + strconv.Itoa(r.PID) + "/environ")
 			if !strings.Contains(string(env), "E2E_TEST_MARK=1") {
@@ -155,7 +161,8 @@ func TestBinariesCheck(t *testing.T) {
 
 func TestLoadState(t *testing.T) {
 	dir := t.TempDir()
-	s := &Stack{Paths: NewPaths(dir), state: State{Work: dir, Scope: Scope{Links: map[string]bool{"ndpe2e0": true}},
+	s := &Stack{Paths: NewPaths(dir), state: State{Work: dir, Before: Snapshot{Sysctls: map[string]string{"kernel.panic": "0"}},
+		Owned: Owned{Bridge: "ndpe2e0", IDs: []string{"abc"}, Sysctls: map[string]string{"kernel.panic": "10"}},
 		Procs: []Proc{{Name: "kubelet", PID: 7, Exe: "/k"}}}}
 	if err := s.saveLocked(); err != nil {
 		t.Fatal(err)
@@ -164,10 +171,10 @@ func TestLoadState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Work != dir || !got.Scope.Links["ndpe2e0"] || len(got.Procs) != 1 || got.Procs[0].PID != 7 {
-		t.Errorf("LoadState = %+v", got)
+	if !reflect.DeepEqual(got, s.state) {
+		t.Errorf("LoadState = %+v, want what was saved: %+v", got, s.state)
 	}
-	for name, data := range map[string]string{"garbage": "{", "empty": "{}"} {
+	for name, data := range map[string]string{"garbage": "{", "empty": "{}", "no snapshot": `{"Work":"/w"}`} {
 		f := filepath.Join(dir, name)
 		if err := os.WriteFile(f, []byte(data), 0o600); err != nil {
 			t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 // Image references of the local images; pods use them with imagePullPolicy: Never.
@@ -33,6 +35,12 @@ type Options struct {
 	// KubeletVerbosity is the kubelet's -v (default 2).
 	KubeletVerbosity int
 	Logf             func(format string, args ...any) // progress lines; default: discard
+}
+
+// WithDefaults returns the options with every zero field set to its default.
+func (o Options) WithDefaults() Options {
+	o.defaults()
+	return o
 }
 
 func (o *Options) defaults() {
@@ -59,11 +67,11 @@ func (o *Options) defaults() {
 // State is everything a teardown needs, saved as JSON in the work folder after every change.
 type State struct {
 	Work   string
-	Before Snapshot
-	Scope  Scope
-	Shim   string // containerd shim binary: shims outlive containerd and are found by it
-	Crictl string // crictl, to remove the pods while containerd still runs
-	Procs  []Proc // in start order
+	Before Snapshot // the host when the stack started: what existed then is never the stack's
+	Owned  Owned    // what the stack created outside the work folder, recorded as it goes
+	Shim   string   // containerd shim binary: shims outlive containerd and are found by it
+	Crictl string   // crictl, to remove the pods while containerd still runs
+	Procs  []Proc   // in start order
 }
 
 // StateFile is the state's file name inside the work folder.
@@ -78,7 +86,12 @@ type Stack struct {
 	state State
 	procs map[string]*running
 	down  bool
+	stop  chan struct{} // closed at teardown: ends the recorder
+	done  chan struct{} // closed when the recorder has ended
 }
+
+// recordEvery is how often a running stack records what its processes created on the host.
+const recordEvery = time.Second
 
 // New checks the options and returns a stack that is not started yet.
 func New(opts Options) (*Stack, error) {
@@ -97,12 +110,15 @@ func New(opts Options) (*Stack, error) {
 	return &Stack{Opts: opts, Paths: p, procs: map[string]*running{}}, nil
 }
 
-// Start snapshots the host, then brings up containerd (with the local images imported) and the
-// kubelet. Whatever it returns, Teardown undoes what it did.
+// Start checks the host (Preflight), snapshots it, then brings up containerd (with the local images
+// imported) and the kubelet. Whatever it returns, Teardown undoes what it did.
 func (s *Stack) Start(ctx context.Context) error { return s.start(ctx) }
 
 func (s *Stack) start(ctx context.Context) error {
 	p := s.Paths
+	if err := Preflight(s.Opts.Ports, s.Opts.Bridge); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(p.Work, 0o755); err != nil {
 		return fmt.Errorf("create work folder: %w", err)
 	}
@@ -114,32 +130,23 @@ func (s *Stack) start(ctx context.Context) error {
 	s.state = State{
 		Work:   p.Work,
 		Before: before,
-		Scope: Scope{
-			MountPrefixes: []string{p.Work, "/var/lib/kubelet", "/run/containerd", "/var/lib/containerd"},
-			Links:         map[string]bool{s.Opts.Bridge: true},
-		},
+		Owned:  Owned{Bridge: s.Opts.Bridge}, // Preflight saw no link of that name
 		Shim:   s.Opts.Bins.Shim(),
 		Crictl: s.Opts.Bins.Crictl,
 	}
 	err = s.saveLocked()
+	s.stop, s.done = make(chan struct{}), make(chan struct{})
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	for _, d := range []string{p.Logs, p.ContainerdRoot, p.ContainerdState, p.ContainerdOpt, p.CNIConfDir, p.CNIDataDir,
-		p.KubeletRoot, p.KubeletCertDir, p.KubeletPodLogs, p.KubeletVolPlugins, p.Manifests, p.Images} {
+	go s.recordLoop()
+	// containerd's CDI cache watches its folder: it must exist before containerd starts.
+	for _, d := range []string{p.Logs, p.ContainerdRoot, p.ContainerdState, p.ContainerdOpt, p.RuncRoot, p.CDIDir,
+		p.CNIConfDir, p.CNIDataDir, p.KubeletRoot, p.KubeletCertDir, p.KubeletPodLogs, p.KubeletVolPlugins, p.Manifests, p.Images} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
-	}
-	for _, l := range before.Links {
-		if l == s.Opts.Bridge {
-			return fmt.Errorf("bridge %s already exists on the host: another end-to-end run is active, or one left it behind", l)
-		}
-	}
-	// containerd's CDI cache watches the folder; it must exist before containerd starts.
-	if err := os.MkdirAll("/var/run/cdi", 0o755); err != nil {
-		return fmt.Errorf("create /var/run/cdi: %w", err)
 	}
 
 	ctrdConf, err := ContainerdConfig(p, SandboxImage, s.Opts.Bins.Runc, s.Opts.Bins.CNIBinDir)
@@ -189,7 +196,38 @@ func (s *Stack) start(ctx context.Context) error {
 		return err
 	}
 	s.Opts.Logf("kubelet healthy in %v", time.Since(t0).Round(time.Millisecond))
-	return nil
+	return s.record()
+}
+
+// recordLoop records what the stack's processes create on the host until the teardown begins.
+func (s *Stack) recordLoop() {
+	defer close(s.done)
+	t := time.NewTicker(recordEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.record(); err != nil {
+				s.Opts.Logf("record host changes: %v", err)
+			}
+		}
+	}
+}
+
+// record adds what the running stack owns now (collect) to its state, and saves it when it grew.
+func (s *Stack) record() error {
+	s.mu.Lock()
+	st := s.state
+	s.mu.Unlock()
+	found := collect(st, host, true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.state.Owned.merge(found) {
+		return nil
+	}
+	return s.saveLocked()
 }
 
 func (s *Stack) startContainerd(ctx context.Context) error {
@@ -318,12 +356,15 @@ func (s *Stack) waitFor(ctx context.Context, r *running, timeout time.Duration, 
 	}
 }
 
-// TrackLink records a host link the test created, so that the teardown deletes it whatever happens
-// and the host check expects it gone.
+// TrackLink records a host link the test is about to create, so that the teardown deletes it whatever
+// happens and the host check expects it gone. A link that exists already is not the test's: refused.
 func (s *Stack) TrackLink(name string) error {
+	if _, err := netlink.LinkByName(name); err == nil {
+		return fmt.Errorf("link %s already exists on the host: not the test's to create, use or delete", name)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.state.Scope.Links[name] = true
+	s.state.Owned.Links = union(s.state.Owned.Links, []string{name})
 	return s.saveLocked()
 }
 
@@ -411,20 +452,32 @@ func (s *Stack) Teardown(keepLogs bool) error {
 		return nil
 	}
 	s.down = true
-	st := s.state
+	stop, done := s.stop, s.done
 	s.mu.Unlock()
-	if st.Work == "" { // nothing was recorded: the start failed before touching the host
+	if stop == nil { // nothing was recorded: the start failed before touching the host
 		return nil
 	}
+	close(stop)
+	<-done
+	// The processes still run: a last look records what they created since the last tick.
+	if err := s.record(); err != nil {
+		s.Opts.Logf("record host changes: %v", err)
+	}
+	s.mu.Lock()
+	st := s.state
+	s.mu.Unlock()
 	return TeardownState(st, s.Paths, keepLogs, s.Opts.Logf)
 }
 
-func (s *Stack) saveLocked() error {
-	data, err := json.MarshalIndent(s.state, "", "  ")
+func (s *Stack) saveLocked() error { return saveState(s.state) }
+
+// saveState writes the state file into the state's work folder, atomically.
+func saveState(st State) error {
+	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode stack state: %w", err)
 	}
-	file := filepath.Join(s.Paths.Work, StateFile)
+	file := filepath.Join(st.Work, StateFile)
 	if err := os.WriteFile(file+".tmp", data, 0o600); err != nil {
 		return fmt.Errorf("save stack state: %w", err)
 	}
@@ -444,8 +497,8 @@ func LoadState(file string) (State, error) {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return State{}, fmt.Errorf("load stack state %s: %w", file, err)
 	}
-	if st.Work == "" || st.Scope.Links == nil {
-		return State{}, errors.New("load stack state " + file + ": no work folder or scope recorded")
+	if st.Work == "" || len(st.Before.Sysctls) == 0 {
+		return State{}, errors.New("load stack state " + file + ": no work folder or host snapshot recorded")
 	}
 	return st, nil
 }

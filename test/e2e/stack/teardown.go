@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -16,9 +17,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TeardownState stops what st records and restores the host to st.Before, then checks it. Every step
-// runs even when an earlier one failed; the error lists every failure and every difference left.
-// It is idempotent: a second run (e.g. run.sh's trap after the test's own teardown) finds nothing.
+// TeardownState stops the processes st records and removes what st.Owned records as the stack's
+// (plus what is tied to it by name or content, see hostLayout), then verifies the host against
+// st.Before. Nothing is removed for being new since the snapshot: a killed run's snapshot can be old,
+// and what was installed since is not the stack's. Every step runs even when an earlier one failed;
+// the error lists every failure and every difference left. The state file stays when something the
+// stack owns could not be removed, so that a later teardown tries again; otherwise the work folder
+// goes (but for its logs when keepLogs). It is idempotent: a second run finds nothing.
 func TeardownState(st State, p Paths, keepLogs bool, logf func(string, ...any)) error {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -28,6 +33,11 @@ func TeardownState(st State, p Paths, keepLogs bool, logf func(string, ...any)) 
 		if err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// The containerd folders still name every sandbox and container: record them before the
+	// runtime removes them, so that a teardown killed midway still knows their host entries.
+	if st.Owned.merge(collect(st, host, false)) {
+		fail(saveState(st))
 	}
 	procs := map[string]Proc{}
 	for _, pr := range st.Procs {
@@ -52,38 +62,40 @@ func TeardownState(st State, p Paths, keepLogs bool, logf func(string, ...any)) 
 	if ctrd, ok := procs["containerd"]; ok {
 		fail(stopProc(ctrd, 15*time.Second))
 	}
-	// Leftovers: container processes in the kubelet's cgroups, and shims (they outlive containerd).
-	for _, pid := range procsInCgroups(newCgroups(st)) {
+	// Leftovers: container processes in the stack's kubepods cgroups, and its shims (they outlive
+	// containerd): the shim binary it ran, serving its containerd's socket.
+	for _, pid := range procsInCgroups(st.Owned.Cgroups) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			fail(fmt.Errorf("kill container process %d: %w", pid, err))
 		}
 	}
 	if shim, err := filepath.EvalSymlinks(st.Shim); err == nil {
-		for _, sh := range procsByExe("containerd-shim", shim) {
+		for _, sh := range procsByExe("containerd-shim", shim, p.ContainerdSocket) {
 			fail(stopProc(sh, 5*time.Second))
 		}
 	}
 
-	fail(unmountOurs(st))
-	for _, n := range added(st.Before.NetnsCNI, netnsCNI()) {
+	fail(unmountOwned(st))
+	for _, n := range st.Owned.Netns {
+		if below(n, st.Work) || slices.Contains(st.Before.NetnsCNI, n) || slices.Contains(st.Before.Mounts, n) {
+			continue // goes with the work folder; or was there before, so not the stack's
+		}
 		if err := os.Remove(n); err != nil && !os.IsNotExist(err) {
 			fail(fmt.Errorf("remove netns pin %s: %w", n, err))
 		}
 	}
-	fail(removeCgroups(newCgroups(st)))
-	fail(restoreSysctls(st.Before.Sysctls))
+	fail(removeCgroups(st.Owned.Cgroups))
+	fail(restoreSysctls(st.Before.Sysctls, st.Owned.Sysctls))
 	fail(deleteLinks(st))
-	for _, root := range WatchedPaths {
-		before, existed := st.Before.Paths[root]
-		fail(removeNew(root, before, existed))
-	}
-	fail(removeWork(st.Work, p.Logs, keepLogs))
+	fail(removeOwnedHostPaths(st, host))
+	fail(removeWork(st.Work, p.Logs, keepLogs || len(errs) > 0, len(errs) > 0))
 
 	after, err := TakeSnapshot()
 	if err != nil {
 		fail(fmt.Errorf("snapshot host after teardown: %w", err))
-	} else if diff := Diff(st.Before, after, st.Scope); len(diff) > 0 {
-		fail(fmt.Errorf("host differs from before the run:\n  %s", strings.Join(diff, "\n  ")))
+	} else if diff := Diff(st.Before, after, st.Work, st.Owned); len(diff) > 0 {
+		fail(fmt.Errorf("host differs from before the run (the teardown removes only what the stack recorded as its own; the rest is left as it is):\n  %s",
+			strings.Join(diff, "\n  ")))
 	}
 	if len(errs) == 0 {
 		logf("teardown: host restored and verified")
@@ -105,9 +117,6 @@ func removeAllPods(p Paths, st State) error {
 	}
 	return nil
 }
-
-// newCgroups lists the kubepods cgroup folders that did not exist before the run.
-func newCgroups(st State) []string { return added(st.Before.Cgroups, kubepodsCgroups()) }
 
 // removeCgroups removes cgroup folders, deepest first; a cgroup whose last process is still exiting
 // is busy for a moment, so it retries for a few seconds.
@@ -137,19 +146,23 @@ func removeCgroups(roots []string) error {
 	return errors.Join(errs...)
 }
 
-// unmountOurs unmounts every mount that appeared during the run in the stack's scope, deepest first.
-func unmountOurs(st State) error {
+// unmountOwned unmounts what the stack mounted, deepest first: every mount below its work folder that
+// was not there before, and its sandboxes' netns pins wherever they are.
+func unmountOwned(st State) error {
 	now, err := MountPoints()
 	if err != nil {
 		return err
 	}
+	pins := map[string]bool{}
+	for _, n := range st.Owned.Netns {
+		pins[n] = true
+	}
 	var ours []string
 	for _, m := range added(st.Before.Mounts, now) {
-		if st.Scope.ourMount(m) {
+		if below(m, st.Work) || pins[m] {
 			ours = append(ours, m)
 		}
 	}
-	// the same point can be mounted more than once: unmount until it is gone
 	sort.SliceStable(ours, func(i, j int) bool { return len(ours[i]) > len(ours[j]) })
 	var errs []error
 	for _, m := range ours {
@@ -160,78 +173,103 @@ func unmountOurs(st State) error {
 	return errors.Join(errs...)
 }
 
-func restoreSysctls(before map[string]string) error {
+// restoreSysctls writes a sysctl back to its value from before the run only when it still holds the
+// value the stack's kubelet set (set): changed during the run, and changed by nobody since.
+func restoreSysctls(before, set map[string]string) error {
 	var errs []error
-	for name, want := range before {
-		file := sysctlPath(name)
-		cur, err := os.ReadFile(file)
-		if err == nil && strings.TrimSpace(string(cur)) == want {
+	for name, want := range set {
+		orig, ok := before[name]
+		if !ok {
 			continue
 		}
-		if err := os.WriteFile(file, []byte(want), 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("restore sysctl %s=%s: %w", name, want, err))
+		file := sysctlPath(name)
+		cur, err := os.ReadFile(file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read sysctl %s: %w", name, err))
+			continue
+		}
+		if strings.TrimSpace(string(cur)) != want {
+			continue // someone else changed it since: theirs now
+		}
+		if err := os.WriteFile(file, []byte(orig), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restore sysctl %s=%s: %w", name, orig, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// deleteLinks deletes the links in scope that were not there before: the bridge, the tests' links,
-// and CNI veths a failed CNI DEL left.
+// deleteLinks deletes the host links the stack owns that were not there when it started: veths
+// enslaved to its bridge now (a CNI DEL that failed leaves them), the tests' links, then the bridge.
 func deleteLinks(st State) error {
 	before := map[string]bool{}
 	for _, l := range st.Before.Links {
 		before[l] = true
 	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		return fmt.Errorf("list host links: %w", err)
-	}
 	var errs []error
-	for _, l := range links {
-		name := l.Attrs().Name
-		if before[name] || !st.Scope.ourLink(name) {
-			continue
+	del := func(name string) {
+		if before[name] {
+			return
+		}
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return // gone
 		}
 		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("delete link %s: %w", name, err))
 		}
 	}
+	for _, v := range enslavedVeths(st.Owned.Bridge) {
+		del(v)
+	}
+	for _, l := range st.Owned.Links {
+		del(l)
+	}
+	if st.Owned.Bridge != "" {
+		del(st.Owned.Bridge)
+	}
 	return errors.Join(errs...)
 }
 
-// removeNew removes below root what is not in before (its entries when it existed, root itself when
-// it did not). It refuses to remove anything with a mount point below it.
-func removeNew(root string, before []string, existed bool) error {
-	if _, err := os.Lstat(root); os.IsNotExist(err) {
-		return nil
+// removeOwnedHostPaths removes the stack's files in the host's shared folders (ownedHostFiles), then
+// the folders it recorded as created during the run, deepest first, each only when empty: an entry
+// someone else put there keeps its folder (and the verification reports it).
+func removeOwnedHostPaths(st State, l hostLayout) error {
+	var errs []error
+	for _, f := range ownedHostFiles(st, l) {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", f, err))
+		}
 	}
-	var victims []string
-	if !existed {
-		victims = []string{root}
-	} else {
-		now, err := listTree(root)
-		if err != nil {
-			return err
+	dirs := append([]string{}, st.Owned.Paths...)
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	for _, d := range dirs {
+		fi, err := os.Lstat(d)
+		if err != nil || !fi.IsDir() || st.Before.existedBefore(l.Roots, d) {
+			continue
 		}
-		for _, e := range added(before, now) {
-			victims = append(victims, filepath.Join(root, e))
+		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("remove folder %s: %w", d, err))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeTree removes dir and everything below it, refusing when something below it is mounted.
+func removeTree(dir string) error {
+	if _, err := os.Lstat(dir); os.IsNotExist(err) {
+		return nil
 	}
 	mounts, err := MountPoints()
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, v := range victims {
-		if m := mountBelow(mounts, v); m != "" {
-			errs = append(errs, fmt.Errorf("not removing %s: %s is still mounted", v, m))
-			continue
-		}
-		if err := os.RemoveAll(v); err != nil {
-			errs = append(errs, fmt.Errorf("remove %s: %w", v, err))
-		}
+	if m := mountBelow(mounts, dir); m != "" {
+		return fmt.Errorf("not removing %s: %s is still mounted", dir, m)
 	}
-	return errors.Join(errs...)
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
 }
 
 func mountBelow(mounts []string, dir string) string {
@@ -243,13 +281,14 @@ func mountBelow(mounts []string, dir string) string {
 	return ""
 }
 
-// removeWork removes the work folder, or all of it but the logs.
-func removeWork(work, logs string, keepLogs bool) error {
+// removeWork removes the work folder; keepLogs keeps its logs folder, keepState its state file (for
+// a later teardown to try again).
+func removeWork(work, logs string, keepLogs, keepState bool) error {
 	if work == "" {
 		return nil
 	}
-	if !keepLogs {
-		return removeNew(work, nil, false)
+	if !keepLogs && !keepState {
+		return removeTree(work)
 	}
 	entries, err := os.ReadDir(work)
 	if err != nil {
@@ -261,10 +300,10 @@ func removeWork(work, logs string, keepLogs bool) error {
 	var errs []error
 	for _, e := range entries {
 		p := filepath.Join(work, e.Name())
-		if p == logs {
+		if (keepLogs && p == logs) || (keepState && e.Name() == StateFile) {
 			continue
 		}
-		errs = append(errs, removeNew(p, nil, false))
+		errs = append(errs, removeTree(p))
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,145 @@
+package stack
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// hostChecks are what Preflight looks at; tests point them at their own sockets and folders.
+type hostChecks struct {
+	RuntimeSockets  []string // CRI sockets of a system runtime
+	Ports           []int    // the kubelet's ports
+	ProcessNames    []string // /proc/<pid>/comm of a kubelet
+	DevicePluginDir string   // the kubelet's hard-coded device-plugin folder
+	CgroupGlobs     []string // kubepods cgroups of a kubelet
+	Bridge          string   // the stack's CNI bridge name
+}
+
+func defaultChecks(ports Ports, bridge string) hostChecks {
+	return hostChecks{
+		RuntimeSockets:  []string{"/run/containerd/containerd.sock", "/run/crio/crio.sock"},
+		Ports:           []int{ports.Kubelet, ports.Healthz},
+		ProcessNames:    []string{"kubelet"},
+		DevicePluginDir: "/var/lib/kubelet/device-plugins",
+		CgroupGlobs:     kubepodsGlobs,
+		Bridge:          bridge,
+	}
+}
+
+// Preflight refuses a host where the stack would share state with another kubelet or container
+// runtime: its kubelet would delete the other's device-plugin sockets and overwrite its checkpoint
+// (the folder is hard-coded), adopt or kill pods in its kubepods cgroups, and its shims share
+// /run/containerd/s. It changes nothing; the error names every reason found.
+func Preflight(ports Ports, bridge string) error { return preflight(defaultChecks(ports, bridge)) }
+
+func preflight(c hostChecks) error {
+	var why []string
+	for _, sock := range c.RuntimeSockets {
+		if _, err := os.Stat(sock); err != nil {
+			continue
+		}
+		if conn, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			conn.Close()
+			why = append(why, fmt.Sprintf("a container runtime answers on %s", sock))
+		}
+	}
+	listening, err := listeningTCPPorts()
+	if err != nil {
+		why = append(why, err.Error())
+	}
+	for _, port := range c.Ports {
+		if listening[port] {
+			why = append(why, fmt.Sprintf("something listens on TCP port %d (the kubelet's)", port))
+		}
+	}
+	for _, pid := range processesNamed(c.ProcessNames) {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		why = append(why, fmt.Sprintf("process %d (%s) runs", pid, strings.TrimSpace(string(comm))))
+	}
+	if entries, err := os.ReadDir(c.DevicePluginDir); err == nil && len(entries) > 0 {
+		names := make([]string, len(entries))
+		for i, e := range entries {
+			names[i] = e.Name()
+		}
+		why = append(why, fmt.Sprintf("%s holds %s: another kubelet's device plugins and checkpoint, which this stack's kubelet would delete or overwrite",
+			c.DevicePluginDir, strings.Join(names, ", ")))
+	}
+	for _, pattern := range c.CgroupGlobs {
+		m, _ := filepath.Glob(pattern)
+		for _, cg := range m {
+			why = append(why, fmt.Sprintf("cgroup %s exists: another kubelet's pods, which this stack's kubelet would adopt or kill", cg))
+		}
+	}
+	if c.Bridge != "" {
+		if _, err := netlink.LinkByName(c.Bridge); err == nil {
+			why = append(why, fmt.Sprintf("link %s exists: another end-to-end run is active, or one left it behind", c.Bridge))
+		}
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return errors.New("refusing to start the end-to-end stack, nothing was changed: " + strings.Join(why, "; ") +
+		" (stop the other kubelet / container runtime, or tear down a killed run with test/e2e/run.sh teardown)")
+}
+
+// listeningTCPPorts returns the local ports in LISTEN state in this network namespace, IPv4 and IPv6.
+func listeningTCPPorts() (map[int]bool, error) {
+	out := map[int]bool{}
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		f, err := os.Open(file)
+		if os.IsNotExist(err) {
+			continue // no IPv6
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read listening ports: %w", err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			// sl local_address rem_address st ...; local_address is HEXIP:HEXPORT, st 0A is LISTEN
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 4 || fields[3] != "0A" {
+				continue
+			}
+			_, port, ok := strings.Cut(fields[1], ":")
+			if n, err := strconv.ParseUint(port, 16, 16); ok && err == nil {
+				out[int(n)] = true
+			}
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", file, err)
+		}
+	}
+	return out, nil
+}
+
+// processesNamed returns the PIDs whose command name (/proc/<pid>/comm) is one of names.
+func processesNamed(names []string) []int {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err == nil && want[strings.TrimSpace(string(comm))] {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
