@@ -198,16 +198,7 @@ func TestVFChangesReachListAndWatch(t *testing.T) {
 
 	// VF 0's netdev moved into a pod: sysfs of the host shows no netdev, the function is still
 	// there. It stays in the pool that chose it by name and link type, healthy.
-	vf0, err := h.tree.FuncDir("0000:3b:01.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(vf0, "net")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(h.tree.Root, "class/net/ens1f0v0")); err != nil {
-		t.Fatal(err)
-	}
+	h.netdevIntoPod("0000:3b:01.0", "ens1f0v0")
 	h.waitScans(2)
 	h.waitList(byName, "[0000:3b:01.0:Healthy[numa0]]")
 	h.waitList(byID, "[0000:3b:01.1:Unhealthy[numa0] 0000:3b:01.2:Unhealthy[numa0]]")

@@ -253,6 +253,22 @@ func (h *harness) resolveCDI(names []string) {
 	}
 }
 
+// netdevIntoPod makes the fixture's sysfs look as the host's does when a hook moved the function's
+// netdev into a pod: the function stays, its net/ folder and class/net link go.
+func (h *harness) netdevIntoPod(addr, netdev string) {
+	h.t.Helper()
+	dir, err := h.tree.FuncDir(addr)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "net")); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(h.tree.Root, "class/net", netdev)); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // veth creates a veth pair, both ends up, removed when the test ends.
 func veth(t testing.TB, name, peerName string) (netlink.Link, netlink.Link) {
 	t.Helper()

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -33,16 +32,7 @@ func TestRestartKeepsDevicesInPods(t *testing.T) {
 	if err := netlink.LinkSetNsFd(link, pod.FD()); err != nil {
 		t.Fatal(err)
 	}
-	vf0, err := h.tree.FuncDir("0000:3b:01.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(vf0, "net")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(h.tree.Root, "class/net/ens1f0v0")); err != nil {
-		t.Fatal(err)
-	}
+	h.netdevIntoPod("0000:3b:01.0", "ens1f0v0")
 	h.waitScans(1)
 	h.waitList(netdevice, "[ndvr0:Healthy]")
 
