@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/atomicfile"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/cdi"
 )
 
@@ -47,7 +48,7 @@ func parseInstallFlags(args []string, stderr io.Writer) (from, to string, code i
 }
 
 // installFile atomically replaces dst with a copy of src.
-func installFile(src, dst string, mode os.FileMode) (err error) {
+func installFile(src, dst string, mode os.FileMode) error {
 	if !filepath.IsAbs(dst) {
 		return fmt.Errorf("destination %q: must be an absolute path", dst)
 	}
@@ -56,33 +57,5 @@ func installFile(src, dst string, mode os.FileMode) (err error) {
 		return fmt.Errorf("open source: %w", err)
 	}
 	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", filepath.Dir(dst), err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temporary file beside %s: %w", dst, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = io.Copy(tmp, in); err != nil {
-		return fmt.Errorf("copy %s to %s: %w", src, tmp.Name(), err)
-	}
-	if err = tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
-	}
-	if err = os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), dst, err)
-	}
-	return nil
+	return atomicfile.Write(dst, in, mode)
 }

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"k8s.io/klog/v2"
 
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/atomicfile"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 )
 
@@ -91,28 +91,9 @@ func (d *Daemon) saveState() {
 	if bytes.Equal(buf.Bytes(), d.savedState) {
 		return
 	}
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+	if err := atomicfile.Write(path, bytes.NewReader(buf.Bytes()), 0o644); err != nil {
 		klog.ErrorS(err, "Saving the daemon state failed; a restart would forget devices inside pods", "file", path)
 		return
 	}
 	d.savedState = buf.Bytes()
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
