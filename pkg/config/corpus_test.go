@@ -144,7 +144,8 @@ func TestYAMLJSONEquivalence(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Parse(%s form): %v\n%s", form, err, doc)
 				}
-				if !reflect.DeepEqual(got, orig) {
+				// Warnings are compared by TestGoodCorpus: converting drops repeated keys and sorts keys.
+				if !reflect.DeepEqual(got.Resources, orig.Resources) {
 					t.Errorf("%s form parses to %+v, want %+v", form, got, orig)
 				}
 			}
@@ -161,6 +162,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			orig.Warnings = nil // what was ignored is not written back
 			out, err := config.Marshal(orig)
 			if err != nil {
 				t.Fatal(err)

@@ -4,51 +4,85 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/validate/content"
 	"tags.cncf.io/container-device-interface/pkg/parser"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/safefile"
 )
 
-// Parse reads a selector config (JSON or YAML) and validates all of it. Resources that name no
-// resourcePrefix get defaultPrefix ("" means DefaultResourcePrefix). On any problem it returns
-// (nil, ErrorList) naming every problem found, each with its field path, in a fixed order: document
-// order for JSON; for YAML, whose keys sigs.k8s.io/yaml sorts, keys in sorted order.
+// Options tune Parse and Load.
+type Options struct {
+	// DefaultPrefix is the resource prefix of resources that name none; "" means
+	// DefaultResourcePrefix.
+	DefaultPrefix string
+	// Strict makes the problems sriov-dp tolerates errors: keys no field knows and repeated keys
+	// (for CI pipelines that want a config exactly right). By default they are warnings.
+	Strict bool
+}
+
+// Parse reads a selector config (JSON or YAML) and validates all of it, with the default Options
+// but for the prefix (see ParseWith).
 func Parse(data []byte, defaultPrefix string) (*Config, error) {
-	if defaultPrefix == "" {
-		defaultPrefix = DefaultResourcePrefix
+	return ParseWith(data, Options{DefaultPrefix: defaultPrefix})
+}
+
+// ParseWith reads a selector config (JSON or YAML) and validates all of it. Keys match their
+// fields as sriov-dp's encoding/json matches them: exactly, else in any letter case. Keys that no
+// field knows, and repeated keys (the last one counts, as in encoding/json), are warnings in
+// Config.Warnings, or errors when o.Strict. On any error it returns (nil, ErrorList) naming every
+// problem found, each with its field path, in a fixed order: document order for JSON; for YAML,
+// whose keys sigs.k8s.io/yaml sorts, keys in sorted order.
+func ParseWith(data []byte, o Options) (*Config, error) {
+	if o.DefaultPrefix == "" {
+		o.DefaultPrefix = DefaultResourcePrefix
 	}
 	doc, err := decodeDocument(data)
 	if err != nil {
 		return nil, ErrorList{{Err: err}}
 	}
-	w := &walker{defaultPrefix: defaultPrefix}
-	if err := checkPrefix(defaultPrefix); err != nil {
-		w.fail("", "default resource prefix %q: %w", defaultPrefix, err)
+	w := &walker{defaultPrefix: o.DefaultPrefix, strict: o.Strict}
+	if err := checkPrefix(o.DefaultPrefix); err != nil {
+		w.fail("", "default resource prefix %q: %w", o.DefaultPrefix, err)
 	}
 	cfg := w.config(doc)
 	if len(w.errs) > 0 {
 		return nil, w.errs
 	}
+	for _, warn := range w.warns {
+		cfg.Warnings = append(cfg.Warnings, warn.Error())
+	}
 	return cfg, nil
 }
 
-// Load reads and parses a config file. Its error starts with the file path.
+// Load reads and parses a config file. Its error starts with the file path. Only a regular file of
+// at most MaxConfigBytes is read (symlinks are followed: a ConfigMap key is one), and never with a
+// blocking open, so a FIFO or a device put in its place fails at once.
 func Load(path string, defaultPrefix string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	return LoadWith(path, Options{DefaultPrefix: defaultPrefix})
+}
+
+// LoadWith is Load with Options.
+func LoadWith(path string, o Options) (*Config, error) {
+	data, err := safefile.Read(path, MaxConfigBytes, safefile.Options{})
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
+		} else {
+			return nil, err // already names the path
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	cfg, err := Parse(data, defaultPrefix)
+	cfg, err := ParseWith(data, o)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i, warn := range cfg.Warnings {
+		cfg.Warnings[i] = path + ": " + warn
 	}
 	return cfg, nil
 }
@@ -56,41 +90,92 @@ func Load(path string, defaultPrefix string) (*Config, error) {
 // walker validates a decoded document, collecting every problem with its path.
 type walker struct {
 	defaultPrefix string
+	strict        bool
 	errs          ErrorList
+	warns         []*FieldError
+	ignored       []string // unknown keys of the object being walked, for the empty-selector error
 }
 
 func (w *walker) fail(path, format string, args ...any) {
 	w.errs = append(w.errs, &FieldError{Path: path, Err: fmt.Errorf(format, args...)})
 }
 
+// tolerate records what sriov-dp accepts without a word but is most likely a mistake: a warning
+// ("<what>, ignored<hint>"), or in strict mode an error ("<what><hint>").
+func (w *walker) tolerate(path, what, hint string) {
+	if w.strict {
+		w.errs = append(w.errs, &FieldError{Path: path, Err: errors.New(what + hint)})
+		return
+	}
+	w.warns = append(w.warns, &FieldError{Path: path, Err: errors.New(what + ", ignored" + hint)})
+}
+
 // field is the handler of one object key; v is never null (null means "not set").
 type field func(path string, v *node)
 
-// object walks an object's members in document order. Unknown and repeated keys are errors; null
-// values count as absent, as in encoding/json. It returns false if n is not an object.
+// ignore is the handler of a key sriov-dp's types have that means nothing to a config (the
+// sriov-network-operator writes "SelectorObj": null into every resource it renders).
+func ignore(string, *node) {}
+
+// object walks an object's members in document order, as encoding/json would decode them into
+// sriov-dp's types: a key takes the field of exactly its name, else one that differs only in
+// letter case; of keys that land on one field, the last counts; null counts as absent. Keys no
+// field takes and the earlier of repeated keys are tolerated (see tolerate). It returns false if n
+// is not an object.
 func (w *walker) object(path string, n *node, fields map[string]field) bool {
 	if n.kind != kindObject {
 		w.fail(path, "must be an object, got %s", n.kind)
 		return false
 	}
-	seen := make(map[string]bool, len(n.members))
-	for _, m := range n.members {
-		fp := join(path, m.key)
-		if seen[m.key] {
-			w.fail(fp, "repeated key")
-			continue
+	names := make([]string, len(n.members))
+	last := make(map[string]int, len(n.members))
+	w.ignored = w.ignored[:0]
+	for i, m := range n.members {
+		names[i] = fieldFor(m.key, fields)
+		if names[i] != "" {
+			last[names[i]] = i
 		}
-		seen[m.key] = true
-		f, ok := fields[m.key]
-		if !ok {
-			w.fail(fp, "unknown field%s", suggest(m.key, fields))
+	}
+	for i, m := range n.members {
+		fp := join(path, m.key)
+		name := names[i]
+		switch {
+		case name == "":
+			w.ignored = append(w.ignored, m.key)
+			w.tolerate(fp, "unknown field", suggest(m.key, fields))
+			continue
+		case last[name] != i:
+			w.tolerate(fp, "repeated key", fmt.Sprintf(" (the later %s is used, as sriov-dp does)", join(path, n.members[last[name]].key)))
 			continue
 		}
 		if m.val.kind != kindNull {
-			f(fp, m.val)
+			fields[name](fp, m.val)
 		}
 	}
 	return true
+}
+
+// fieldFor is the field a key lands on, as encoding/json matches keys: the field of that exact
+// name, else one equal to it ignoring case; "" when none.
+func fieldFor(key string, fields map[string]field) string {
+	if _, ok := fields[key]; ok {
+		return key
+	}
+	for _, name := range sortedNames(fields) {
+		if strings.EqualFold(name, key) {
+			return name
+		}
+	}
+	return ""
+}
+
+func sortedNames(fields map[string]field) []string {
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // join appends an object key to a path, quoting keys that are not plain words.
@@ -113,20 +198,44 @@ func join(path, key string) string {
 
 func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
-// suggest names the known field an unknown one differs from only in case ("ifnames" -> "ifNames"),
-// the usual slip when a config is written by hand.
+// suggest names the known field an unknown key is a slip of ("pfName" -> "pfNames"), or lists the
+// known fields. Fields sriov-dp has only for its own use (capitalised, ignored here) are not listed.
 func suggest(key string, fields map[string]field) string {
-	names := make([]string, 0, len(fields))
-	for name := range fields {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if strings.EqualFold(name, key) {
+	var listed []string
+	for _, name := range sortedNames(fields) {
+		if isInternal(name) {
+			continue
+		}
+		if editDistance(strings.ToLower(name), strings.ToLower(key)) <= 2 {
 			return fmt.Sprintf(" (did you mean %q?)", name)
 		}
+		listed = append(listed, name)
 	}
-	return fmt.Sprintf(" (known fields: %s)", strings.Join(names, ", "))
+	return fmt.Sprintf(" (known fields: %s)", strings.Join(listed, ", "))
+}
+
+// isInternal reports a field of sriov-dp's types that no config sets on purpose.
+func isInternal(name string) bool { return name != "" && name[0] >= 'A' && name[0] <= 'Z' }
+
+// editDistance is the Levenshtein distance of two short strings.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func (w *walker) str(path string, v *node) (string, bool) {

@@ -1,12 +1,16 @@
 package config_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 )
@@ -95,6 +99,14 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(good, []byte("resourceList:\n- resourceName: netdevice\n  selectors: {ifNames: [dummy*]}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	fifo := filepath.Join(dir, "fifo.json")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.json")
+	if err := os.WriteFile(big, append([]byte(`{"resourceList":[`), bytes.Repeat([]byte(" "), config.MaxConfigBytes)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		path string
 		err  string
@@ -102,7 +114,11 @@ func TestLoad(t *testing.T) {
 		{path: good},
 		{path: bad, err: bad + `: resourceList[0].selectors.pfNames[0]: "ens1f0#3-1": VF item 0 "3-1": range ends before it starts`},
 		{path: filepath.Join(dir, "missing.json"), err: filepath.Join(dir, "missing.json") + ": no such file or directory"},
-		{path: dir, err: dir + ": is a directory"},
+		{path: dir, err: dir + ": is a directory, not a regular file"},
+		// Neither blocks nor reads without end.
+		{path: fifo, err: fifo + ": is a FIFO, not a regular file"},
+		{path: "/dev/zero", err: "/dev/zero: is a character device, not a regular file"},
+		{path: big, err: fmt.Sprintf("%s: %d bytes: file too large (at most %d)", big, config.MaxConfigBytes+17, config.MaxConfigBytes)},
 	}
 	for _, tt := range tests {
 		cfg, err := config.Load(tt.path, "")
@@ -178,5 +194,29 @@ func TestExampleConfigs(t *testing.T) {
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: resources %v, want %v", tt.file, got, tt.want)
 		}
+	}
+}
+
+// TestHostileInput checks the limits that keep a hostile or broken config from exhausting the
+// daemon: nesting far deeper than any config (which once overflowed the stack at ~5 MB), and size.
+func TestHostileInput(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		err  string
+	}{
+		{name: "deep JSON list", doc: `{"resourceList":` + strings.Repeat("[", 500000), err: "invalid JSON: nested deeper than 32 levels"},
+		{name: "deep JSON objects", doc: strings.Repeat(`{"a":`, 100000) + "1" + strings.Repeat("}", 100000), err: "nested deeper than 32 levels"},
+		{name: "deep YAML", doc: "resourceList: " + strings.Repeat("[", 200000) + strings.Repeat("]", 200000), err: "exceeded max depth"},
+		{name: "deep YAML within the YAML limit", doc: "resourceList: " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000), err: "nested deeper than 32 levels"},
+		{name: "too large", doc: `{"resourceList":[]}` + strings.Repeat(" ", config.MaxConfigBytes), err: "more than the 1048576 a config may have"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(tt.doc), "")
+			if err == nil || cfg != nil || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("Parse = %v, %v; want an error containing %q", cfg, err, tt.err)
+			}
+		})
 	}
 }

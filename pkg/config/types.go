@@ -15,6 +15,9 @@ const DeviceTypeNetDevice = "netDevice"
 // Config is a parsed, validated selector config.
 type Config struct {
 	Resources []Resource // in file order; the first matching resource wins a device
+	// Warnings are the problems sriov-dp would have passed over in silence ("<path>: unknown
+	// field, ignored (did you mean ...)"), in document order; Load puts the file name in front.
+	Warnings []string `json:",omitempty"`
 }
 
 // Resource is one pool: one extended resource served by its own device-plugin server.
