@@ -30,6 +30,7 @@ import (
 type daemonFlags struct {
 	config, sysfsRoot, prefix, devicePluginDir, registryDir, cdiDir, hookPath, pciIDs, metricsAddr, stateFile string
 	rescan                                                                                                    time.Duration
+	strictConfig                                                                                              bool
 }
 
 func parseDaemonFlags(args []string) (*daemonFlags, int) {
@@ -44,6 +45,7 @@ func parseDaemonFlagsTo(args []string, out io.Writer) (*daemonFlags, int) {
 	f := &daemonFlags{}
 	fs.StringVar(&f.config, "config", "", "selector config file (JSON or YAML, sriov-dp config.json format), watched for changes; required")
 	fs.StringVar(&f.sysfsRoot, "sysfs-root", inventory.DefaultSysfsRoot, "sysfs directory to read PCI devices from")
+	fs.BoolVar(&f.strictConfig, "strict-config", false, "unknown and repeated config keys reject the config instead of being logged as warnings")
 	fs.StringVar(&f.prefix, "resource-prefix", config.DefaultResourcePrefix, "resource prefix for resources that name none")
 	fs.StringVar(&f.devicePluginDir, "device-plugin-dir", server.DefaultDevicePluginDir, "the kubelet's device-plugin folder (kubelet.sock)")
 	fs.StringVar(&f.registryDir, "plugins-registry-dir", server.DefaultPluginsRegistryDir, "the kubelet's plugin-watcher folder; when it exists, sockets go there instead of registering through kubelet.sock (\"\" never)")
@@ -113,6 +115,7 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 	d, err := daemon.New(daemon.Options{
 		ConfigPath:     f.config,
 		DefaultPrefix:  f.prefix,
+		StrictConfig:   f.strictConfig,
 		Scanner:        scanner,
 		Specs:          cdi.NewWriter(f.cdiDir, f.hookPath),
 		Servers:        m.Servers(mgr),

@@ -27,8 +27,9 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 	pciIDs := fs.String("pci-ids", "", "pci.ids file for vendor/device names (default: the usual system paths)")
 	softwareLinks := fs.Bool("software-links", true, "also list software links (veth, dummy, ...) of this network namespace")
 	output := fs.String("o", "table", "output format: table or json")
+	strict := fs.Bool("strict-config", false, "unknown and repeated config keys are errors, not warnings (for CI pipelines)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: netdevice-plugin discover --config FILE [--sysfs-root DIR] [--resource-prefix P] [--pci-ids FILE] [--software-links=false] [-o table|json]\n")
+		fmt.Fprintf(stderr, "Usage: netdevice-plugin discover --config FILE [--sysfs-root DIR] [--resource-prefix P] [--pci-ids FILE] [--software-links=false] [--strict-config] [-o table|json]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -45,7 +46,7 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "discover: -o %q: want table or json\n", *output)
 		return 2
 	}
-	cfg, err := config.Load(*configPath, *prefix)
+	cfg, err := config.LoadWith(*configPath, config.Options{DefaultPrefix: *prefix, Strict: *strict})
 	if err != nil {
 		fmt.Fprintf(stderr, "discover: %v\n", err)
 		return 1
@@ -62,9 +63,9 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 	}
 	result := pool.Assign(devs, cfg)
 	if *output == "json" {
-		err = writeJSON(stdout, result)
+		err = writeJSON(stdout, result, cfg.Warnings)
 	} else {
-		err = writeTable(stdout, result)
+		err = writeTable(stdout, result, cfg.Warnings)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "discover: write output: %v\n", err)
@@ -75,6 +76,7 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 
 // discoverReport is the `-o json` document.
 type discoverReport struct {
+	Warnings   []string          `json:"warnings"`
 	Pools      []discoverPool    `json:"pools"`
 	Unassigned []pool.Unassigned `json:"unassigned"`
 }
@@ -84,8 +86,8 @@ type discoverPool struct {
 	Devices  []device.Device `json:"devices"`
 }
 
-func writeJSON(w io.Writer, r pool.Result) error {
-	report := discoverReport{Pools: []discoverPool{}, Unassigned: []pool.Unassigned{}}
+func writeJSON(w io.Writer, r pool.Result, warnings []string) error {
+	report := discoverReport{Warnings: append([]string{}, warnings...), Pools: []discoverPool{}, Unassigned: []pool.Unassigned{}}
 	for _, p := range r.Pools {
 		devs := p.Devices
 		if devs == nil {
@@ -101,9 +103,12 @@ func writeJSON(w io.Writer, r pool.Result) error {
 
 var tableHeader = []string{"ID", "IFNAME", "KIND", "VENDOR:DEVICE", "DRIVER", "PF", "VF", "NUMA", "LINK", "STATE"}
 
-// writeTable prints one section per pool, in config order, then the devices in no pool with the
-// reason. Absent values print as "-".
-func writeTable(w io.Writer, r pool.Result) error {
+// writeTable prints the config's warnings, one section per pool, in config order, then the devices
+// in no pool with the reason. Absent values print as "-".
+func writeTable(w io.Writer, r pool.Result, warnings []string) error {
+	for _, warn := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, p := range r.Pools {
 		fmt.Fprintf(tw, "%s: %s\n", p.Resource.FullName(), plural(len(p.Devices), "device"))

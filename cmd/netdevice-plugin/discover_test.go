@@ -249,3 +249,42 @@ func TestDiscoverErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestDiscoverConfigWarnings: keys sriov-dp ignores are printed as warnings above the table and in
+// the JSON report; --strict-config turns them into the error that fails the run.
+func TestDiscoverConfigWarnings(t *testing.T) {
+	cfg := writeConfig(t, "config.json", `{"resourceList":[{"resourceName":"sriov_a","resourcePrefix":"example.com",
+	  "selectors":[{"PfNames":["ens1f0#0-1"],"IsRdma":false,"NeedVhostNet":false,"pfName":["ens1f1"]}],"SelectorObj":null}]}`)
+	warning := cfg + `: resourceList[0].selectors[0].pfName: unknown field, ignored (did you mean "pfNames"?)`
+	root := filepath.Join(fixtures, "e810", "sys")
+
+	out, errOut, rc := discover(t, "--config", cfg, "--sysfs-root", root, "--software-links=false")
+	if rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errOut)
+	}
+	if first, _, _ := strings.Cut(out, "\n"); first != "warning: "+warning {
+		t.Errorf("first line %q, want the warning", first)
+	}
+	if !strings.Contains(out, "example.com/sriov_a: 2 devices") {
+		t.Errorf("the capitalised PfNames did not select the two VFs:\n%s", out)
+	}
+
+	out, errOut, rc = discover(t, "--config", cfg, "--sysfs-root", root, "--software-links=false", "-o", "json")
+	if rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errOut)
+	}
+	var report struct {
+		Warnings []string `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(report.Warnings, []string{warning}) {
+		t.Errorf("warnings %q, want %q", report.Warnings, warning)
+	}
+
+	out, errOut, rc = discover(t, "--config", cfg, "--sysfs-root", root, "--software-links=false", "--strict-config")
+	if rc != 1 || out != "" || !strings.Contains(errOut, `resourceList[0].selectors[0].pfName: unknown field (did you mean "pfNames"?)`) {
+		t.Errorf("--strict-config: rc %d, stdout %q, stderr %q; want exit 1 naming the field", rc, out, errOut)
+	}
+}

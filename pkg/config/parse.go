@@ -202,14 +202,18 @@ func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]
 // known fields. Fields sriov-dp has only for its own use (capitalised, ignored here) are not listed.
 func suggest(key string, fields map[string]field) string {
 	var listed []string
+	best, bestDist := "", 3 // further than 2 edits is no slip
 	for _, name := range sortedNames(fields) {
 		if isInternal(name) {
 			continue
 		}
-		if editDistance(strings.ToLower(name), strings.ToLower(key)) <= 2 {
-			return fmt.Sprintf(" (did you mean %q?)", name)
+		if d := editDistance(strings.ToLower(name), strings.ToLower(key)); d < bestDist {
+			best, bestDist = name, d
 		}
 		listed = append(listed, name)
+	}
+	if best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
 	return fmt.Sprintf(" (known fields: %s)", strings.Join(listed, ", "))
 }
@@ -238,12 +242,30 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// maxValueBytes bounds a string value: no field takes one nearly this long (names are at most 253
+// bytes), and refusing it here keeps every message that quotes a value short.
+const maxValueBytes = 1024
+
 func (w *walker) str(path string, v *node) (string, bool) {
 	if v.kind != kindString {
-		w.fail(path, "must be a string, got %s%s", v.kind, quoteHint(v))
+		w.fail(path, "must be a string, got %s%s", v.kind, quoteHint(clipNode(v)))
+		return "", false
+	}
+	if len(v.text) > maxValueBytes {
+		w.fail(path, "a string of %d bytes: longer than any value of this field can be (%q...)", len(v.text), v.text[:32])
 		return "", false
 	}
 	return v.text, true
+}
+
+// clipNode shortens a number's text for quoteHint.
+func clipNode(v *node) *node {
+	if len(v.text) <= 32 {
+		return v
+	}
+	c := *v
+	c.text = v.text[:32] + "..."
+	return &c
 }
 
 func (w *walker) boolean(path string, v *node) (bool, bool) {
@@ -394,6 +416,10 @@ func (w *walker) resource(path string, n *node) (r Resource, ok bool) {
 				w.fail(fp, "not supported: this plugin passes no extra device information to pods")
 			}
 		},
+		// sriov-dp's own bookkeeping, which the sriov-network-operator marshals into every
+		// resource it renders ("SelectorObj": null).
+		"SelectorObj":  ignore,
+		"SelectorObjs": ignore,
 		"selectors": func(fp string, v *node) {
 			hasSelectors = true
 			switch v.kind {

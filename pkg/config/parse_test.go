@@ -220,3 +220,22 @@ func TestHostileInput(t *testing.T) {
 		})
 	}
 }
+
+// TestLongValuesStayOutOfMessages: a value far longer than any field takes is refused without
+// being repeated whole, so a 1 MiB name cannot make a 1 MiB log line.
+func TestLongValuesStayOutOfMessages(t *testing.T) {
+	long := strings.Repeat("x", 500000)
+	for _, doc := range []string{
+		`{"resourceList":[{"resourceName":"` + long + `","selectors":{"vendors":["8086"]}}]}`,
+		`{"resourceList":[{"resourceName":"a","selectors":{"pfNames":["` + long + `"]}}]}`,
+		`{"resourceList":[{"resourceName":` + strings.Repeat("1", 500000) + `,"selectors":{"vendors":["8086"]}}]}`,
+	} {
+		_, err := config.Parse([]byte(doc), "")
+		if err == nil {
+			t.Fatal("accepted")
+		}
+		if n := len(err.Error()); n > 300 {
+			t.Errorf("error message is %d bytes: %.120s...", n, err)
+		}
+	}
+}

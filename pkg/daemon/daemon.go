@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -44,7 +45,8 @@ type Servers interface {
 
 // Observer hears what the loop does, for metrics and /healthz. Calls must not block.
 type Observer interface {
-	ConfigLoaded(path string, err error)
+	// ConfigLoaded reports a config load: applied with its warnings (err nil), or rejected.
+	ConfigLoaded(path string, warnings []string, err error)
 	Scanned(devices int, took time.Duration, err error)
 }
 
@@ -52,7 +54,7 @@ type Observer interface {
 type NopObserver struct{}
 
 // ConfigLoaded implements Observer.
-func (NopObserver) ConfigLoaded(string, error) {}
+func (NopObserver) ConfigLoaded(string, []string, error) {}
 
 // Scanned implements Observer.
 func (NopObserver) Scanned(int, time.Duration, error) {}
@@ -67,6 +69,7 @@ const (
 type Options struct {
 	ConfigPath    string
 	DefaultPrefix string // resource prefix of resources whose config names none
+	StrictConfig  bool   // unknown and repeated keys reject the config instead of being warnings
 	Scanner       Scanner
 	Specs         SpecWriter
 	Servers       Servers
@@ -145,13 +148,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer cancel() // ends the link subscription
 	links := d.watchLinks(ctx)
 
-	cfg, err := config.Load(d.opts.ConfigPath, d.opts.DefaultPrefix)
-	d.opts.Observer.ConfigLoaded(d.opts.ConfigPath, err)
+	cfg, err := d.loadConfig()
 	if err != nil {
+		d.opts.Observer.ConfigLoaded(d.opts.ConfigPath, nil, err)
 		return fmt.Errorf("load config: %w", err)
 	}
 	d.cfg = cfg
-	klog.InfoS("Config loaded", "file", d.opts.ConfigPath, "pools", poolNames(cfg))
+	klog.InfoS("Config loaded", "file", d.opts.ConfigPath, "pools", poolNames(cfg), "warnings", len(cfg.Warnings))
+	logWarnings(cfg)
+	d.opts.Observer.ConfigLoaded(d.opts.ConfigPath, cfg.Warnings, nil)
 	d.loadState()
 	d.reconcileLinks()
 	if err := d.refresh("start"); err != nil {
@@ -200,17 +205,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 				cfgEvents = nil
 				continue
 			}
+			if !d.isConfigEvent(ev) {
+				continue // another file in the folder (a log written beside the config, say)
+			}
 			klog.V(4).InfoS("Config folder event", "event", ev.String())
 			if cfgTimer == nil {
 				cfgTimer = time.After(d.opts.Coalesce)
 			}
 		case <-cfgTimer:
 			cfgTimer = nil
-			if d.reloadConfig(true) {
+			if d.reloadConfig() {
 				d.refreshLogged("config change")
 			}
 		case <-tick.C:
-			d.reloadConfig(false)
+			d.reloadConfig()
 			d.reconcileLinks()
 			d.refreshLogged("periodic rescan")
 		}
@@ -248,6 +256,14 @@ func (d *Daemon) watchConfig() (<-chan fsnotify.Event, func()) {
 	return w.Events, func() { _ = w.Close() }
 }
 
+// isConfigEvent reports an event that can change what the config path reads: the file itself, or
+// the "..data" link a ConfigMap volume swaps (and the timestamped folder it points to is created
+// before the swap, so the swap is the event that matters).
+func (d *Daemon) isConfigEvent(ev fsnotify.Event) bool {
+	name := filepath.Base(ev.Name)
+	return name == filepath.Base(d.opts.ConfigPath) || name == "..data"
+}
+
 func (d *Daemon) watchLinks(ctx context.Context) <-chan netdev.LinkEvent {
 	if d.opts.Links == nil {
 		return nil
@@ -260,14 +276,26 @@ func (d *Daemon) watchLinks(ctx context.Context) <-chan netdev.LinkEvent {
 	return ch
 }
 
+func (d *Daemon) loadConfig() (*config.Config, error) {
+	return config.LoadWith(d.opts.ConfigPath, config.Options{DefaultPrefix: d.opts.DefaultPrefix, Strict: d.opts.StrictConfig})
+}
+
+// logWarnings logs each problem sriov-dp would have ignored, once per load that brings it.
+func logWarnings(cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		klog.InfoS("Config warning", "warning", w)
+	}
+}
+
 // reloadConfig loads the config file again and reports whether it changed. An invalid file is
-// logged (a periodic reload logs the same error only once) and the current pools stay.
-func (d *Daemon) reloadConfig(fromEvent bool) bool {
-	cfg, err := config.Load(d.opts.ConfigPath, d.opts.DefaultPrefix)
+// logged and counted once for as long as it stays the same (a folder can see many events, the
+// rescan retries it every interval), and the current pools stay.
+func (d *Daemon) reloadConfig() bool {
+	cfg, err := d.loadConfig()
 	if err != nil {
-		if fromEvent || err.Error() != d.cfgErr {
+		if err.Error() != d.cfgErr {
 			klog.ErrorS(err, "Config rejected; keeping the current pools", "file", d.opts.ConfigPath, "pools", poolNames(d.cfg))
-			d.opts.Observer.ConfigLoaded(d.opts.ConfigPath, err)
+			d.opts.Observer.ConfigLoaded(d.opts.ConfigPath, nil, err)
 		}
 		d.cfgErr = err.Error()
 		return false
@@ -276,8 +304,11 @@ func (d *Daemon) reloadConfig(fromEvent bool) bool {
 	if reflect.DeepEqual(cfg, d.cfg) {
 		return false
 	}
-	klog.InfoS("Config changed", "file", d.opts.ConfigPath, "pools", poolNames(cfg))
-	d.opts.Observer.ConfigLoaded(d.opts.ConfigPath, nil)
+	klog.InfoS("Config changed", "file", d.opts.ConfigPath, "pools", poolNames(cfg), "warnings", len(cfg.Warnings))
+	if !slices.Equal(cfg.Warnings, d.cfg.Warnings) {
+		logWarnings(cfg)
+	}
+	d.opts.Observer.ConfigLoaded(d.opts.ConfigPath, cfg.Warnings, nil)
 	d.cfg = cfg
 	return true
 }

@@ -258,19 +258,34 @@ func TestConfigEdits(t *testing.T) {
 		a = "networking.k8s.io/pool-a"
 		b = "networking.k8s.io/pool-b"
 	)
-	h := newHarness(t, harnessOpts{config: configOf(softwarePool("pool-a", "ndca*"))})
+	h := newHarness(t, harnessOpts{config: configOf(softwarePool("pool-a", "ndca*")), rescan: 200 * time.Millisecond})
 	h.waitList(a, "[ndca0:Healthy]")
 
 	h.writeConfig(configOf(softwarePool("pool-a", "ndca*"), softwarePool("pool-b", "ndcb*")))
 	h.waitList(b, "[ndcb0:Healthy]")
 	h.resolveCDI([]string{a + "=ndca0", b + "=ndcb0"})
 
-	h.writeConfig(`{"resourceList": [{"resourceName": "pool-a", "selectors": {"ifNames": ["ndca*"], "colour": "blue"}}]}`)
+	// A key sriov-dp would ignore is a warning: the config applies, and the warning is counted.
+	h.writeConfig(`{"resourceList": [{"resourceName": "pool-a", "selectors": {"ifNames": ["ndca*"], "colour": "blue"}}, ` + softwarePool("pool-b", "ndcb*") + `]}`)
+	waitFor(t, func() bool { return h.obs.warnings.Load() == 1 })
+
+	bad := `{"resourceList": [{"resourceName": "pool-a", "selectors": {"pfNames": ["ens1f0#3-1"]}}]}`
+	h.writeConfig(bad)
 	waitFor(t, func() bool { return h.obs.configErrs.Load() > 0 })
 	if got := served(h.mgr); !slices.Equal(got, []string{a, b}) {
 		t.Errorf("after an invalid config the servers are %v, want both pools kept", got)
 	}
 	h.waitList(b, "[ndcb0:Healthy]")
+	// The same bad config published again, and files written beside it (a log, say), make no new
+	// log line or count: each distinct error is reported once.
+	h.writeConfig(bad)
+	for i := range 20 {
+		write(t, filepath.Join(h.cfgDir, "daemon.log"), fmt.Sprintf("line %d\n", i))
+	}
+	h.waitScans(3) // the periodic rescan reloads the config too
+	if n := h.obs.configErrs.Load(); n != 1 {
+		t.Errorf("the same invalid config was reported %d times, want once", n)
+	}
 
 	// pool-a goes, and pool-b now takes both links (first match wins).
 	h.writeConfig(configOf(softwarePool("pool-b", "ndc?0")))

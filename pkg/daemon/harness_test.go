@@ -46,13 +46,15 @@ type harness struct {
 // testObserver counts what the loop reports.
 type testObserver struct {
 	scans, configErrs, configOK atomic.Int32
+	warnings                    atomic.Int32 // of the last applied config
 }
 
-func (o *testObserver) ConfigLoaded(_ string, err error) {
+func (o *testObserver) ConfigLoaded(_ string, warnings []string, err error) {
 	if err != nil {
 		o.configErrs.Add(1)
 	} else {
 		o.configOK.Add(1)
+		o.warnings.Store(int32(len(warnings)))
 	}
 }
 

@@ -33,6 +33,7 @@ type Metrics struct {
 	registrations   *prometheus.CounterVec
 	reregistrations *prometheus.CounterVec
 	configReloads   *prometheus.CounterVec
+	configWarnings  prometheus.Gauge
 	scanDuration    prometheus.Histogram
 	devices         prometheus.Gauge
 
@@ -66,6 +67,8 @@ func New(maxScanAge time.Duration) *Metrics {
 			Help: "Successful registrations after the first one of a pool: kubelet restarts survived."}, []string{"resource"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "config_loads_total",
 			Help: "Config loads, by result: applied, or rejected (the old pools stay)."}, []string{"result"}),
+		configWarnings: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "config_warnings",
+			Help: "Problems of the applied config that were ignored, as sriov-dp ignores them (unknown or repeated keys); see the daemon's log."}),
 		scanDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "scan_duration_seconds",
 			Help: "Time to discover the node's devices.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		devices: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "discovered_devices",
@@ -75,7 +78,7 @@ func New(maxScanAge time.Duration) *Metrics {
 		now:            time.Now,
 	}
 	m.registry.MustRegister(m.capacity, m.allocatable, m.unhealthy, m.allocations, m.allocatedDevs,
-		m.registered, m.registrations, m.reregistrations, m.configReloads, m.scanDuration, m.devices,
+		m.registered, m.registrations, m.reregistrations, m.configReloads, m.configWarnings, m.scanDuration, m.devices,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"applied", "rejected"} {
 		m.configReloads.WithLabelValues(r) // present at zero, so a rate() has a series from the start
@@ -115,12 +118,13 @@ func (m *Metrics) Allocation(resource string, ids []string, err error) {
 }
 
 // ConfigLoaded implements daemon.Observer.
-func (m *Metrics) ConfigLoaded(_ string, err error) {
+func (m *Metrics) ConfigLoaded(_ string, warnings []string, err error) {
 	if err != nil {
 		m.configReloads.WithLabelValues("rejected").Inc()
 		return
 	}
 	m.configReloads.WithLabelValues("applied").Inc()
+	m.configWarnings.Set(float64(len(warnings)))
 }
 
 // Scanned implements daemon.Observer.

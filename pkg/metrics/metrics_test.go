@@ -85,9 +85,9 @@ func TestMetricsFollowTheDaemon(t *testing.T) {
 	m.Registration("networking.k8s.io/netdevice", nil)
 	m.Allocation("example.com/sriov_a", []string{"0000:3b:01.0", "0000:3b:01.2"}, nil)
 	m.Allocation("example.com/sriov_a", []string{"0000:3b:01.1"}, errors.New("unhealthy"))
-	m.ConfigLoaded("/etc/c.yaml", nil)
-	m.ConfigLoaded("/etc/c.yaml", errors.New("bad"))
-	m.ConfigLoaded("/etc/c.yaml", nil)
+	m.ConfigLoaded("/etc/c.yaml", []string{"a: unknown field, ignored", "b: unknown field, ignored"}, nil)
+	m.ConfigLoaded("/etc/c.yaml", nil, errors.New("bad"))
+	m.ConfigLoaded("/etc/c.yaml", []string{"c: repeated key, ignored"}, nil)
 	m.Scanned(7, 12*time.Millisecond, nil)
 	if err := servers.Remove(b); err != nil {
 		t.Fatal(err)
@@ -108,6 +108,7 @@ func TestMetricsFollowTheDaemon(t *testing.T) {
 		`netdevice_plugin_allocations_total{resource="example.com/sriov_a",result="ok"} 1`,
 		`netdevice_plugin_allocations_total{resource="example.com/sriov_a",result="error"} 1`,
 		`netdevice_plugin_allocated_devices_total{resource="example.com/sriov_a"} 2`,
+		`netdevice_plugin_config_warnings 1`, // of the config applied last
 		`netdevice_plugin_config_loads_total{result="applied"} 2`,
 		`netdevice_plugin_config_loads_total{result="rejected"} 1`,
 		`netdevice_plugin_discovered_devices 7`,
