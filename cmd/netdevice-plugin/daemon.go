@@ -16,20 +16,24 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/allocation"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/cdi"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/daemon"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/devinfo"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/metrics"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/podresources"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/server"
 )
 
 // daemonFlags are the daemon's command line.
 type daemonFlags struct {
 	config, sysfsRoot, prefix, devicePluginDir, registryDir, cdiDir, hookPath, pciIDs, metricsAddr, stateFile string
-	rescan                                                                                                    time.Duration
+	devinfoDir, podResources, devRoot                                                                         string
+	rescan, kubeletSync                                                                                       time.Duration
 	strictConfig                                                                                              bool
 }
 
@@ -54,6 +58,10 @@ func parseDaemonFlagsTo(args []string, out io.Writer) (*daemonFlags, int) {
 	fs.DurationVar(&f.rescan, "rescan-interval", daemon.DefaultRescanInterval, "periodic full rescan, the safety net for missed events (VF count, driver rebinds)")
 	fs.StringVar(&f.pciIDs, "pci-ids", "", "pci.ids file for vendor/device names (default: the usual system paths)")
 	fs.StringVar(&f.stateFile, "state-file", "/run/netdevice-plugin/daemon-state.gob", "where the daemon keeps the devices it pooled across its own restarts (devices inside pods are not on the host); \"\" = nowhere")
+	fs.StringVar(&f.devinfoDir, "devinfo-dir", devinfo.DefaultDir, "where allocated PCI devices get their device-information files (the Network Plumbing WG spec Multus reads); \"\" = none")
+	fs.StringVar(&f.podResources, "pod-resources-socket", podresources.DefaultSocket, "the kubelet's pod-resources API: which devices pods still hold; \"\" = do not ask")
+	fs.DurationVar(&f.kubeletSync, "kubelet-sync-interval", daemon.DefaultKubeletSync, "how often the kubelet is asked which devices pods hold")
+	fs.StringVar(&f.devRoot, "dev-root", daemon.DefaultDevRoot, "the host's device folder, where needVhostNet pools look for vhost-net and net/tun")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address for /metrics and /healthz, e.g. :9402 (\"\" = off)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: netdevice-plugin --config FILE [flags]\n       netdevice-plugin discover --config FILE [flags]\n       netdevice-plugin install-hook [flags]\n\nFlags of the daemon:\n")
@@ -77,6 +85,9 @@ func parseDaemonFlagsTo(args []string, out io.Writer) (*daemonFlags, int) {
 		return nil, 2
 	case f.rescan <= 0:
 		fmt.Fprintf(fs.Output(), "netdevice-plugin: --rescan-interval %v must be positive\n", f.rescan)
+		return nil, 2
+	case f.kubeletSync <= 0:
+		fmt.Fprintf(fs.Output(), "netdevice-plugin: --kubelet-sync-interval %v must be positive\n", f.kubeletSync)
 		return nil, 2
 	}
 	return f, -1
@@ -107,12 +118,18 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 	}
 	// /healthz fails when no scan succeeded for three rescan intervals: the loop is stuck.
 	m := metrics.New(3 * f.rescan)
-	mgr, err := server.NewManager(server.Options{DevicePluginDir: f.devicePluginDir, PluginsRegistryDir: f.registryDir, Observer: m})
+	ledger := allocation.New(0)
+	var files *devinfo.Dir
+	if f.devinfoDir != "" {
+		files = devinfo.New(f.devinfoDir)
+	}
+	recorder := daemon.NewRecorder(ledger, files)
+	mgr, err := server.NewManager(server.Options{DevicePluginDir: f.devicePluginDir, PluginsRegistryDir: f.registryDir, Observer: m, Recorder: recorder})
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, mgr.Close()) }()
-	d, err := daemon.New(daemon.Options{
+	opts := daemon.Options{
 		ConfigPath:     f.config,
 		DefaultPrefix:  f.prefix,
 		StrictConfig:   f.strictConfig,
@@ -124,7 +141,15 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 		RescanInterval: f.rescan,
 		Observer:       m,
 		StateFile:      f.stateFile,
-	})
+		Ledger:         ledger,
+		Recorder:       recorder,
+		KubeletSync:    f.kubeletSync,
+		DevRoot:        f.devRoot,
+	}
+	if f.podResources != "" {
+		opts.Kubelet = podresources.New(f.podResources).Held
+	}
+	d, err := daemon.New(opts)
 	if err != nil {
 		return err
 	}

@@ -139,19 +139,30 @@ func (w *Writer) spec(p pool.Pool) (*cdispec.Spec, error) {
 		hooks bool
 	)
 	for _, d := range p.Devices {
+		if !InSpec(&d, &res) {
+			continue
+		}
 		if err := parser.ValidateDeviceName(d.ID); err != nil {
 			errs = append(errs, fmt.Errorf("pool %s: device %q left out of the CDI spec: %w", res.FullName(), d.ID, err))
 			continue
 		}
+		if d.IsVFIO() && d.IOMMUGroup < 0 {
+			errs = append(errs, fmt.Errorf("pool %s: device %s left out of the CDI spec: vfio-pci device has no IOMMU group", res.FullName(), d.ID))
+			continue
+		}
+		if d.IsUIO() && d.UIODevice == "" {
+			errs = append(errs, fmt.Errorf("pool %s: device %s left out of the CDI spec: %s device has no uio device", res.FullName(), d.ID, d.Driver))
+			continue
+		}
 		var edits cdispec.ContainerEdits
-		if d.IsVFIO() {
-			nodes, err := vfioNodes(&d)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("pool %s: device %s left out of the CDI spec: %w", res.FullName(), d.ID, err))
-				continue
+		for _, n := range d.Nodes() {
+			dn := &cdispec.DeviceNode{Path: n.Path}
+			if n.HostPath != n.Path {
+				dn.HostPath = n.HostPath
 			}
-			edits.DeviceNodes = nodes
-		} else {
+			edits.DeviceNodes = append(edits.DeviceNodes, dn)
+		}
+		if movesNetdev(&d, &res) {
 			edits.Hooks = []*cdispec.Hook{
 				{HookName: cdi.CreateRuntimeHook, Path: w.hookPath, Args: w.hookArgs("attach", &d, res.PodIfName)},
 				{HookName: cdi.PoststopHook, Path: w.hookPath, Args: w.hookArgs("detach", &d, res.PodIfName)},
@@ -168,6 +179,19 @@ func (w *Writer) spec(p pool.Pool) (*cdispec.Spec, error) {
 	return spec, errors.Join(errs...)
 }
 
+// movesNetdev reports whether the device's CDI entry runs the hook: a netdev device (not bound for
+// userspace) of a pool that does not leave the move to a CNI.
+func movesNetdev(d *device.Device, res *config.Resource) bool {
+	return !d.IsUserspace() && !res.CNIManaged
+}
+
+// InSpec reports whether the pool's spec has an entry for the device: one whose hook moves its
+// netdev, or that brings device nodes. A netdev the CNI moves and that needs no device node has
+// nothing for the runtime to do; Allocate then names no CDI device for it.
+func InSpec(d *device.Device, res *config.Resource) bool {
+	return movesNetdev(d, res) || len(d.Nodes()) > 0
+}
+
 // hookArgs is the hook's argv (args[0] is the program, as in execv): the device by PCI address for
 // a PCI function, by host name for a software link, and the pool's pod-side name.
 func (w *Writer) hookArgs(verb string, d *device.Device, podIfName string) []string {
@@ -181,16 +205,6 @@ func (w *Writer) hookArgs(verb string, d *device.Device, podIfName string) []str
 		args = append(args, "--pod-ifname", podIfName)
 	}
 	return args
-}
-
-// vfioNodes are the device nodes of a vfio-pci function: the container node and the group's node,
-// which is noiommu-<group> when the group is a no-IOMMU one (its sysfs name says so).
-func vfioNodes(d *device.Device) ([]*cdispec.DeviceNode, error) {
-	node := d.VFIOGroupNode()
-	if node == "" {
-		return nil, fmt.Errorf("vfio-pci device has no IOMMU group")
-	}
-	return []*cdispec.DeviceNode{{Path: "/dev/vfio/vfio"}, {Path: node}}, nil
 }
 
 // write hands the spec to the CDI library, which validates it and writes it with a temporary file
@@ -244,6 +258,16 @@ func removeSpec(path string, res *config.Resource) error {
 	return nil
 }
 
+// ourNode reports a device node path this package writes into specs.
+func ourNode(path string) bool {
+	for _, prefix := range []string{"/dev/vfio/", "/dev/uio", "/dev/infiniband/"} {
+		if strings.HasPrefix(path, prefix) {
+			return true
+		}
+	}
+	return path == device.VhostNetNode || path == device.TunNode
+}
+
 // ours reports whether the spec file at path is one this package wrote (see Prune).
 func (w *Writer) ours(path string) bool {
 	spec, err := cdi.ReadSpec(path, 0)
@@ -260,6 +284,11 @@ func (w *Writer) ours(path string) bool {
 	for _, d := range spec.Devices {
 		switch e := d.ContainerEdits; {
 		case len(e.Hooks) > 0:
+			for _, n := range e.DeviceNodes {
+				if !ourNode(n.Path) {
+					return false
+				}
+			}
 			for _, h := range e.Hooks {
 				base := filepath.Base(h.Path)
 				if (base != hookName && base != filepath.Base(w.hookPath)) || len(h.Args) < 2 || (h.Args[1] != "attach" && h.Args[1] != "detach") {
@@ -269,7 +298,7 @@ func (w *Writer) ours(path string) bool {
 			hooks = true
 		case len(e.DeviceNodes) > 0:
 			for _, n := range e.DeviceNodes {
-				if !strings.HasPrefix(n.Path, "/dev/vfio/") {
+				if !ourNode(n.Path) {
 					return false
 				}
 			}

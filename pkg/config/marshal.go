@@ -15,6 +15,9 @@ type fileResource struct {
 	ExcludeTopology bool           `json:"excludeTopology,omitempty"`
 	PodIfName       string         `json:"podIfName,omitempty"`
 	Selectors       []fileSelector `json:"selectors"`
+	// nil stays absent; an empty map is kept (sriov-dp then still adds an empty "extra").
+	AdditionalInfo *map[string]map[string]string `json:"additionalInfo,omitempty"`
+	CNIManaged     bool                         `json:"cniManaged,omitempty"`
 }
 
 type fileSelector struct {
@@ -27,6 +30,7 @@ type fileSelector struct {
 	LinkTypes    []string `json:"linkTypes,omitempty"`
 	IfNames      []string `json:"ifNames,omitempty"`
 	LinkKinds    []string `json:"linkKinds,omitempty"`
+	NeedVhostNet bool     `json:"needVhostNet,omitempty"`
 }
 
 // Marshal writes a config back in the file format (JSON), in canonical form: every prefix spelled
@@ -41,6 +45,10 @@ func Marshal(c *Config) ([]byte, error) {
 			ExcludeTopology: r.ExcludeTopology,
 			PodIfName:       r.PodIfName,
 			Selectors:       make([]fileSelector, 0, len(r.Selectors)),
+			CNIManaged:      r.CNIManaged,
+		}
+		if r.AdditionalInfo != nil {
+			fr.AdditionalInfo = &r.AdditionalInfo
 		}
 		for _, s := range r.Selectors {
 			fr.Selectors = append(fr.Selectors, fileSelector{
@@ -53,6 +61,7 @@ func Marshal(c *Config) ([]byte, error) {
 				LinkTypes:    s.LinkTypes,
 				IfNames:      s.IfNames,
 				LinkKinds:    s.LinkKinds,
+				NeedVhostNet: s.NeedVhostNet,
 			})
 		}
 		f.ResourceList = append(f.ResourceList, fr)

@@ -409,13 +409,8 @@ func (w *walker) resource(path string, n *node) (r Resource, ok bool) {
 				}
 			}
 		},
-		"additionalInfo": func(fp string, v *node) {
-			if v.kind != kindObject {
-				w.fail(fp, "must be an object, got %s", v.kind)
-			} else if len(v.members) > 0 {
-				w.fail(fp, "not supported: this plugin passes no extra device information to pods")
-			}
-		},
+		"additionalInfo": func(fp string, v *node) { r.AdditionalInfo = w.additionalInfo(fp, v) },
+		"cniManaged":     func(fp string, v *node) { r.CNIManaged, _ = w.boolean(fp, v) },
 		// sriov-dp's own bookkeeping, which the sriov-network-operator marshals into every
 		// resource it renders ("SelectorObj": null).
 		"SelectorObj":  ignore,
@@ -453,6 +448,48 @@ func (w *walker) resource(path string, n *node) (r Resource, ok bool) {
 		r.Prefix = w.defaultPrefix
 	}
 	return r, len(w.errs) == before
+}
+
+// additionalInfo reads sriov-dp's additionalInfo: per device ("*" for every device, else a PCI
+// address) the keys and string values the pod finds under "extra" in PCIDEVICE_<...>_INFO. An
+// address key is kept as written, as sriov-dp compares it; one that can never match is a warning.
+func (w *walker) additionalInfo(path string, v *node) map[string]map[string]string {
+	if v.kind != kindObject {
+		w.fail(path, "must be an object of device (\"*\" or a PCI address) to key-value objects, got %s", v.kind)
+		return nil
+	}
+	out := make(map[string]map[string]string, len(v.members))
+	for _, dev := range v.members {
+		dp := join(path, dev.key)
+		if _, dup := out[dev.key]; dup {
+			w.tolerate(dp, "repeated key", " (the later one is used, as sriov-dp does)")
+		}
+		if dev.key != "*" && !isFullPCIAddress(dev.key) {
+			w.tolerate(dp, "neither \"*\" nor a full PCI address like \"0000:3b:02.0\": it names no device", "")
+		}
+		if dev.val.kind == kindNull {
+			out[dev.key] = nil
+			continue
+		}
+		if dev.val.kind != kindObject {
+			w.fail(dp, "must be an object of string values, got %s", dev.val.kind)
+			continue
+		}
+		kv := make(map[string]string, len(dev.val.members))
+		for _, m := range dev.val.members {
+			if s, ok := w.str(join(dp, m.key), m.val); ok {
+				kv[m.key] = s
+			}
+		}
+		out[dev.key] = kv
+	}
+	return out
+}
+
+// isFullPCIAddress is the form a device ID has: "0000:3b:02.0", lower case.
+func isFullPCIAddress(s string) bool {
+	n, err := ParsePCIAddress(s)
+	return err == nil && n == s
 }
 
 // checkName checks a resourceName: a Kubernetes qualified-name part, and a CDI class because the
@@ -562,7 +599,7 @@ func (w *walker) selector(path string, n *node) (s Selector, ok bool) {
 		},
 		// sriov-dp fields this plugin cannot honour: accepted while they ask for nothing.
 		"isRdma":       unsupportedTrue("RDMA device files are not handed to pods by this plugin"),
-		"needVhostNet": unsupportedTrue("/dev/vhost-net is not handed to pods by this plugin"),
+		"needVhostNet": func(fp string, v *node) { s.NeedVhostNet, _ = w.boolean(fp, v) },
 		"vdpaType": func(fp string, v *node) {
 			if x, ok := w.str(fp, v); ok && x != "" {
 				w.fail(fp, "vdpaType %q is not supported: this plugin hands out netdevs, not vDPA devices", x)

@@ -28,6 +28,12 @@ type Resource struct {
 	ExcludeTopology bool   // do not report NUMA topology to the kubelet
 	PodIfName       string // interface name inside the pod ("net1"); "" keeps the host name
 	Selectors       []Selector
+	// AdditionalInfo is sriov-dp's additionalInfo: "*" or a PCI address -> key -> value, given to
+	// the pod under "extra" in PCIDEVICE_<...>_INFO. nil when the config has none.
+	AdditionalInfo map[string]map[string]string
+	// CNIManaged leaves the netdev to a CNI (sriov-cni through Multus), as with sriov-dp: the CDI
+	// spec has no hook for it, and the plugin only allocates and writes the device-information file.
+	CNIManaged bool `json:",omitempty"`
 }
 
 // FullName is the extended-resource name the kubelet sees: "<prefix>/<name>".
@@ -46,6 +52,8 @@ type Selector struct {
 	LinkTypes    []string
 	IfNames      []string // glob patterns (path.Match syntax) on the host interface name
 	LinkKinds    []string // netlink kinds: "dummy", "veth", ...
+	// NeedVhostNet gives the devices this selector places /dev/vhost-net and /dev/net/tun too.
+	NeedVhostNet bool `json:",omitempty"`
 }
 
 // PFSelector selects VFs of one PF, all of them or those in VFs.
@@ -70,8 +78,12 @@ func (p PFSelector) HasVF(index int) bool {
 	return false
 }
 
-// EnvName is the PCIDEVICE_<PREFIX>_<NAME> variable sriov-dp sets for this resource: upper case,
-// '.', '/' and '-' turned into '_'.
+// EnvName is the PCIDEVICE_<PREFIX>_<NAME> variable sriov-dp sets for this resource: prefix and
+// name joined by '_', every '.' turned into '_', upper case; '-' stays ("intel.com/intel-vf" gives
+// PCIDEVICE_INTEL_COM_INTEL-VF), exactly as sriov-dp's pool GetEnvs builds it.
 func (r *Resource) EnvName() string {
-	return "PCIDEVICE_" + strings.NewReplacer(".", "_", "/", "_", "-", "_").Replace(strings.ToUpper(r.Prefix+"_"+r.Name))
+	return strings.ToUpper(strings.ReplaceAll("PCIDEVICE_"+r.Prefix+"_"+r.Name, ".", "_"))
 }
+
+// InfoEnvName is the variable with the JSON description of the devices: EnvName + "_INFO".
+func (r *Resource) InfoEnvName() string { return r.EnvName() + "_INFO" }

@@ -8,19 +8,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"k8s.io/klog/v2"
 
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/allocation"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/cdi"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/health"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/podresources"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pool"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/server"
 )
@@ -63,6 +68,8 @@ func (NopObserver) Scanned(int, time.Duration, error) {}
 const (
 	DefaultRescanInterval = 30 * time.Second
 	DefaultCoalesce       = 100 * time.Millisecond
+	DefaultKubeletSync    = 10 * time.Second
+	DefaultDevRoot        = "/dev"
 )
 
 // Options wire the loop. ConfigPath, Scanner, Specs and Servers are required.
@@ -84,20 +91,40 @@ type Options struct {
 	// StateFile keeps the pooled devices across restarts of the daemon (see savedState); "" keeps
 	// nothing.
 	StateFile string
+	// Ledger keeps which devices the kubelet holds. The servers' Recorder (NewRecorder on the same
+	// ledger) feeds it; nil makes a private one that hears only the kubelet.
+	Ledger   *allocation.Ledger
+	Recorder *Recorder // nil: NewRecorder(Ledger, nil)
+	// Kubelet lists what the kubelet's containers hold (podresources.Client.Held); nil: the ledger
+	// hears only Allocate and GetPreferredAllocation.
+	Kubelet     func(ctx context.Context) (podresources.Held, error)
+	KubeletSync time.Duration // how often Kubelet is asked
+	// DevRoot is where the host's device nodes are (/dev): a needVhostNet device is unhealthy
+	// while vhost-net or net/tun is missing there.
+	DevRoot string
 }
 
 // Daemon is the loop. Its state is owned by the goroutine running Run.
 type Daemon struct {
 	opts Options
 
-	cfg       *config.Config
-	cfgErr    string                   // last config error logged by a periodic reload
-	hostNames map[string]hostNames     // PCI address -> last host netdev names seen
-	pooled    map[string]device.Device // ID -> last seen copy of every device in a pool
-	written   map[string]pool.Pool     // full name -> the pool as its CDI spec was last written
-	served    map[string]config.Resource
+	cfg        *config.Config
+	cfgErr     string                  // last config error logged
+	kubeletErr string                  // last error asking the kubelet, logged once
+	hostNames  map[string]hostNames    // PCI address -> last host netdev names seen
+	pooled     map[string]pooledDevice // ID -> last seen copy of every device in a pool
+	written    map[string]pool.Pool    // full name -> the pool as its CDI spec was last written
+	served     map[string]config.Resource
+	lastScan   []device.Device // what the last successful scan found, to re-place after ledger changes
+	scanned    bool
 	// savedState is the state file's content as last read or written, to skip unchanged writes.
 	savedState []byte
+}
+
+// pooledDevice is a device as it was last seen in a pool, and the pool.
+type pooledDevice struct {
+	dev      device.Device
+	resource string
 }
 
 // hostNames are the netdev names and link type a PCI function last had on the host, with its
@@ -128,10 +155,22 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Observer == nil {
 		opts.Observer = NopObserver{}
 	}
+	if opts.Ledger == nil {
+		opts.Ledger = allocation.New(0)
+	}
+	if opts.Recorder == nil {
+		opts.Recorder = NewRecorder(opts.Ledger, nil)
+	}
+	if opts.KubeletSync <= 0 {
+		opts.KubeletSync = DefaultKubeletSync
+	}
+	if opts.DevRoot == "" {
+		opts.DevRoot = DefaultDevRoot
+	}
 	return &Daemon{
 		opts:      opts,
 		hostNames: map[string]hostNames{},
-		pooled:    map[string]device.Device{},
+		pooled:    map[string]pooledDevice{},
 		written:   map[string]pool.Pool{},
 		served:    map[string]config.Resource{},
 	}, nil
@@ -158,6 +197,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	logWarnings(cfg)
 	d.opts.Observer.ConfigLoaded(d.opts.ConfigPath, cfg.Warnings, nil)
 	d.loadState()
+	d.syncKubelet(ctx) // before the first placement: what pods hold stays in its pool
 	d.reconcileLinks()
 	if err := d.refresh("start"); err != nil {
 		return err
@@ -165,9 +205,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.opts.Specs.Prune(cfg.Resources); err != nil {
 		klog.ErrorS(err, "Removing CDI specs of pools no longer configured failed")
 	}
+	d.releaseAllocations()
+	for _, r := range cfg.Resources {
+		d.opts.Recorder.removeStale(r.FullName(), isPCIAddress)
+	}
 
 	tick := time.NewTicker(d.opts.RescanInterval)
 	defer tick.Stop()
+	kubeletTick := time.NewTicker(d.opts.KubeletSync)
+	defer kubeletTick.Stop()
 	var linkTimer, cfgTimer <-chan time.Time
 	linksDirty := false
 	linkSeen := linkStates{}
@@ -221,6 +267,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.reloadConfig()
 			d.reconcileLinks()
 			d.refreshLogged("periodic rescan")
+		case <-kubeletTick.C:
+			d.syncKubelet(ctx)
+		case <-d.opts.Ledger.Changed():
+			// An allocation, or a release: what is held decides which gone devices stay pooled.
+			d.releaseAllocations()
+			if d.scanned {
+				d.apply(d.lastScan)
+			}
+			d.saveState()
 		}
 	}
 }
@@ -347,6 +402,35 @@ func (d *Daemon) refreshLogged(why string) {
 	}
 }
 
+// syncKubelet asks the kubelet which devices its pods hold and lets the ledger release the rest.
+// Without an answer nothing is released: a kubelet that is restarting holds what it held.
+func (d *Daemon) syncKubelet(ctx context.Context) {
+	if d.opts.Kubelet == nil {
+		return
+	}
+	held, err := d.opts.Kubelet(ctx)
+	if err != nil {
+		if err.Error() != d.kubeletErr {
+			klog.ErrorS(err, "Cannot ask the kubelet which devices pods hold; releasing nothing until it answers")
+			d.kubeletErr = err.Error()
+		}
+		return
+	}
+	if d.kubeletErr != "" {
+		klog.InfoS("The kubelet answers again: releasing what no pod holds")
+		d.kubeletErr = ""
+	}
+	d.opts.Ledger.Sync(held, poolNames(d.cfg))
+}
+
+// releaseAllocations releases what came with the allocations the ledger let go (the
+// device-information files), and logs them.
+func (d *Daemon) releaseAllocations() {
+	for _, k := range d.opts.Recorder.release(d.opts.Ledger.Released()) {
+		klog.InfoS("Device no longer held by a pod", "pool", k.Resource, "device", k.ID)
+	}
+}
+
 // refresh scans and applies the result.
 func (d *Daemon) refresh(why string) error {
 	start := time.Now()
@@ -357,6 +441,7 @@ func (d *Daemon) refresh(why string) error {
 		return fmt.Errorf("scan devices (%s): %w", why, err)
 	}
 	klog.V(4).InfoS("Scanned devices", "trigger", why, "devices", len(devs), "took", took)
+	d.lastScan, d.scanned = devs, true
 	d.apply(devs)
 	d.saveState()
 	return nil
@@ -364,37 +449,48 @@ func (d *Daemon) refresh(why string) error {
 
 // apply places the scanned devices in the pools of the current config and brings specs and
 // servers in line: specs first, so a device is never advertised before its CDI spec exists.
-func (d *Daemon) apply(devs []device.Device) {
-	present := make(map[string]bool, len(devs))
-	inventory := make(map[string]*device.Device, len(devs))
+//
+// A device that was in a pool and is not on the host now stays, as last seen, only while the
+// kubelet holds it: a software link or VF netdev inside its pod (the pod's containers may restart
+// and need it in the CDI spec), or a VF destroyed under its pod (listed unhealthy until the pod
+// is gone). Anything else that left the host leaves its pool.
+func (d *Daemon) apply(scan []device.Device) {
+	present := make(map[string]bool, len(scan))
+	inventory := make(map[string]*device.Device, len(scan))
+	devs := make([]device.Device, len(scan), len(scan)+len(d.pooled))
+	copy(devs, scan) // keepHostNames changes them; the scan stays as found
 	for i := range devs {
 		dev := &devs[i]
 		d.keepHostNames(dev)
 		present[dev.ID] = true
 		inventory[dev.ID] = dev
 	}
-	// Devices that were in a pool and are not on the host now stay, as they were last seen: the
-	// config decides again where they belong, and their servers list them as gone.
 	all := devs
-	for id, dev := range d.pooled {
-		if !present[id] {
-			all = append(all, dev)
+	for id, p := range d.pooled {
+		if present[id] {
+			continue
 		}
+		if d.opts.Ledger.Holds(p.resource, id) {
+			all = append(all, p.dev)
+			continue
+		}
+		klog.InfoS("Device left its pool: not on the host, and no pod holds it", "pool", p.resource, "device", id)
 	}
+	d.pruneHostNames(present)
 	result := pool.Assign(all, d.cfg)
 
-	pooled := make(map[string]device.Device, len(d.pooled))
+	pooled := make(map[string]pooledDevice, len(d.pooled))
 	keep := make(map[string]bool, len(result.Pools))
 	for _, p := range result.Pools {
 		name := p.Resource.FullName()
 		keep[name] = true
 		for _, dev := range p.Devices {
-			pooled[dev.ID] = dev
+			pooled[dev.ID] = pooledDevice{dev: dev, resource: name}
 		}
 		inSpec := d.writeSpec(p)
 		sdevs := make([]server.Device, len(p.Devices))
 		for i := range p.Devices {
-			sdevs[i] = d.serverDevice(&p.Devices[i], !present[p.Devices[i].ID], inventory, inSpec)
+			sdevs[i] = d.serverDevice(&p.Devices[i], &p.Resource, !present[p.Devices[i].ID], inventory, inSpec)
 		}
 		if err := d.opts.Servers.Update(p.Resource, sdevs); err != nil {
 			klog.ErrorS(err, "Serving pool failed", "pool", name)
@@ -415,6 +511,17 @@ func (d *Daemon) apply(devs []device.Device) {
 		}
 		delete(d.served, name)
 		delete(d.written, name)
+	}
+	d.opts.Ledger.Forget(slices.Collect(maps.Keys(keep)))
+}
+
+// pruneHostNames forgets the names of PCI functions that are neither on the host nor pooled, so
+// the map does not grow with functions that come and go.
+func (d *Daemon) pruneHostNames(present map[string]bool) {
+	for addr := range d.hostNames {
+		if _, pooled := d.pooled[addr]; !present[addr] && !pooled {
+			delete(d.hostNames, addr)
+		}
 	}
 }
 
@@ -465,28 +572,45 @@ func (d *Daemon) writeSpec(p pool.Pool) map[string]bool {
 	return ids
 }
 
-// serverDevice turns a pooled device into what its server needs, deciding health and vfio nodes
-// now so that the kubelet's calls do no I/O.
-func (d *Daemon) serverDevice(dev *device.Device, gone bool, inventory map[string]*device.Device, inSpec map[string]bool) server.Device {
+// serverDevice turns a pooled device into what its server needs, deciding health, device nodes and
+// the _INFO entry now so that the kubelet's calls do no I/O.
+func (d *Daemon) serverDevice(dev *device.Device, res *config.Resource, gone bool, inventory map[string]*device.Device, inSpec map[string]bool) server.Device {
 	sd := server.Device{
 		ID:           dev.ID,
 		Gone:         gone,
+		InUse:        d.opts.Ledger.Holds(res.FullName(), dev.ID),
 		NUMANode:     dev.NUMANode,
 		PCIAddress:   dev.PCIAddress,
 		PFPCIAddress: dev.PFPCIAddress,
+		CDI:          inSpec[dev.ID],
+		Nodes:        dev.Nodes(),
+		Info:         server.Info(dev, res),
 	}
 	if !gone {
 		sd.Problem = health.Problem(dev, inventory)
 	}
-	if dev.IsVFIO() {
-		if dev.IOMMUGroup < 0 {
-			sd.Problem = "vfio-pci device without an IOMMU group"
-		} else {
-			sd.VFIODevice = dev.VFIOGroupNode()
-		}
+	if sd.Problem == "" && dev.VhostNet {
+		sd.Problem = d.missingNodes(device.VhostNetNode, device.TunNode)
 	}
-	if sd.Problem == "" && !inSpec[dev.ID] {
+	if sd.Problem == "" && cdi.InSpec(dev, res) && !inSpec[dev.ID] {
 		sd.Problem = "not in the pool's CDI spec (writing it failed)"
 	}
 	return sd
 }
+
+// missingNodes names the host device nodes that are not there (under DevRoot), or "".
+func (d *Daemon) missingNodes(paths ...string) string {
+	var missing []string
+	for _, p := range paths {
+		if _, err := os.Stat(filepath.Join(d.opts.DevRoot, strings.TrimPrefix(p, "/dev/"))); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	return "needVhostNet: no " + strings.Join(missing, ", ") + " on the host (load the vhost_net and tun modules)"
+}
+
+// isPCIAddress tells device IDs of PCI functions, the only ones with device-information files.
+func isPCIAddress(id string) bool { _, err := config.ParsePCIAddress(id); return err == nil }

@@ -17,6 +17,7 @@ const (
 	ReasonDefaultRoute = "default route"
 	ReasonRepresentor  = "switchdev representor"
 	ReasonPFWithVFs    = "PF with VFs enabled"
+	ReasonNoDriver     = "no driver bound"
 	ReasonNoSelector   = "no selector matched"
 )
 
@@ -27,8 +28,21 @@ const (
 	CarrierUnknown = ""
 )
 
-// VFIODriver is the driver that binds VFs for userspace (DPDK) use; such VFs have no netdev.
-const VFIODriver = "vfio-pci"
+// Drivers that bind a function for userspace (DPDK) use: the function has no netdev, and pods get
+// its device nodes instead (/dev/vfio/..., /dev/uioN).
+const (
+	VFIODriver          = "vfio-pci"
+	IGBUIODriver        = "igb_uio"
+	UIOPCIGenericDriver = "uio_pci_generic"
+	UIODriver           = "uio" // what sriov-dp also counts as a uio driver
+)
+
+// Device nodes every pool may hand out besides a function's own.
+const (
+	VFIOContainerNode = "/dev/vfio/vfio"
+	VhostNetNode      = "/dev/vhost-net"
+	TunNode           = "/dev/net/tun"
+)
 
 // Device is one network device of the node. The JSON form is the `discover -o json` DEVICE object:
 // absent strings are "", absent numbers -1.
@@ -47,6 +61,7 @@ type Device struct {
 	VFIndex      int    `json:"vfIndex"`      // VFs only, else -1
 	NUMANode     int    `json:"numaNode"`     // -1 = none
 	IOMMUGroup   int    `json:"iommuGroup"`   // -1 = none
+	UIODevice    string `json:"uioDevice"`    // uio-bound functions: "/dev/uio0", from <function>/uio/
 	LinkType     string `json:"linkType"`     // "ether", "infiniband", ... as sriov-dp's linkTypes
 	OperState    string `json:"operState"`
 	MAC          string `json:"mac"`
@@ -58,10 +73,14 @@ type Device struct {
 	Carrier       string   `json:"-"` // CarrierUp, CarrierDown or CarrierUnknown
 	SriovTotalVFs int      `json:"-"` // PFs: sriov_totalvfs, else 0
 	SriovNumVFs   int      `json:"-"` // PFs: sriov_numvfs (VFs enabled), else 0
+	PFLinkType    string   `json:"-"` // VFs: the link type of the PF's netdev, which a VF without one is selected by
 	VFIONoIOMMU   bool     `json:"-"` // vfio-pci in a no-IOMMU group (kernel/iommu_groups/<g>/name is vfio-noiommu)
 	Representor   bool     `json:"-"` // a switchdev VF/SF representor netdev
 	Loopback      bool     `json:"-"`
 	DefaultRoute  bool     `json:"-"` // one of its netdevs holds the node's IPv4 or IPv6 default route
+
+	// Set by pool.Assign from the selector that placed the device.
+	VhostNet bool `json:"-"` // needVhostNet: the pod also gets /dev/vhost-net and /dev/net/tun
 }
 
 // New returns a Device with every numeric field at its "absent" value (-1).
@@ -78,8 +97,21 @@ func (d *Device) IsVF() bool { return d.PFPCIAddress != "" }
 // IsVFIO reports whether the device is bound to vfio-pci (handed to pods as /dev/vfio nodes).
 func (d *Device) IsVFIO() bool { return d.Driver == VFIODriver }
 
-// VFIOGroupNode is the device node of a vfio-pci function's IOMMU group: /dev/vfio/<group>, or
-// /dev/vfio/noiommu-<group> for a no-IOMMU group; "" when the function has no group.
+// IsUIO reports whether the device is bound to a uio driver (handed to pods as /dev/uioN).
+func (d *Device) IsUIO() bool {
+	switch d.Driver {
+	case IGBUIODriver, UIOPCIGenericDriver, UIODriver:
+		return true
+	}
+	return false
+}
+
+// IsUserspace reports whether the device is bound for userspace use: it gets device nodes, never a
+// netdev move.
+func (d *Device) IsUserspace() bool { return d.IsVFIO() || d.IsUIO() }
+
+// VFIOGroupNode is the host device node of a vfio-pci function's IOMMU group: /dev/vfio/<group>,
+// or /dev/vfio/noiommu-<group> for a no-IOMMU group; "" when the function has no group.
 func (d *Device) VFIOGroupNode() string {
 	if d.IOMMUGroup < 0 {
 		return ""
@@ -87,7 +119,37 @@ func (d *Device) VFIOGroupNode() string {
 	if d.VFIONoIOMMU {
 		return "/dev/vfio/noiommu-" + strconv.Itoa(d.IOMMUGroup)
 	}
+	return d.VFIOContainerGroupNode()
+}
+
+// VFIOContainerGroupNode is where the group node appears in the container: /dev/vfio/<group>, for a
+// no-IOMMU group too (sriov-dp maps noiommu-<group> there, and DPDK opens /dev/vfio/<group> first).
+func (d *Device) VFIOContainerGroupNode() string {
+	if d.IOMMUGroup < 0 {
+		return ""
+	}
 	return "/dev/vfio/" + strconv.Itoa(d.IOMMUGroup)
+}
+
+// Node is a device node a container gets: HostPath on the host, Path inside.
+type Node struct{ HostPath, Path string }
+
+// Nodes lists the device nodes the device brings to a container, in sriov-dp's order: its vfio
+// nodes (the container node, then the group's) or its uio node, then vhost-net and tun when its
+// selector asked for them. A vfio function without a group, or a uio one without a node, has
+// none of its own (its health says so).
+func (d *Device) Nodes() []Node {
+	var out []Node
+	switch {
+	case d.IsVFIO() && d.IOMMUGroup >= 0:
+		out = append(out, Node{VFIOContainerNode, VFIOContainerNode}, Node{d.VFIOGroupNode(), d.VFIOContainerGroupNode()})
+	case d.IsUIO() && d.UIODevice != "":
+		out = append(out, Node{d.UIODevice, d.UIODevice})
+	}
+	if d.VhostNet {
+		out = append(out, Node{VhostNetNode, VhostNetNode}, Node{TunNode, TunNode})
+	}
+	return out
 }
 
 // HasVFsEnabled reports whether the device is a PF with SR-IOV VFs enabled.
@@ -103,6 +165,8 @@ func (d *Device) ExclusionReason() string {
 		return ReasonDefaultRoute
 	case d.Representor:
 		return ReasonRepresentor
+	case d.IsPCI() && d.Driver == "":
+		return ReasonNoDriver // nothing can use it; sriov-dp does not list it either
 	}
 	return ""
 }

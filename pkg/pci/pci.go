@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -119,6 +120,8 @@ func readFunction(dir *sysDir, addr string, nm namer) *function {
 				continue
 			}
 			f.physfn = pf
+		case e == "uio":
+			d.UIODevice = uioNode(dir, addr)
 		case strings.HasPrefix(e, "virtfn"):
 			idx, err := strconv.Atoi(e[len("virtfn"):])
 			if err != nil {
@@ -173,6 +176,31 @@ func linkVF(d *device.Device, addr, pfAddr string, fns map[string]*function) {
 		d.VFIndex = idx
 	}
 	d.PFName = pf.dev.IfName
+	d.PFLinkType = pf.dev.LinkType
+}
+
+// uioNode is the device node of a uio-bound function: /dev/<first entry of <function>/uio/>, as
+// sriov-dp finds it ("uio0" -> "/dev/uio0"); "" when the folder is empty or unreadable.
+func uioNode(dir *sysDir, addr string) string {
+	sub, err := dir.sub("uio")
+	if err != nil {
+		klog.Warningf("pci: %s: uio folder unreadable: %v", addr, err)
+		return ""
+	}
+	defer sub.close()
+	names, err := sub.names()
+	if err != nil {
+		klog.Warningf("pci: %s: uio folder unreadable: %v", addr, err)
+		return ""
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if strings.HasPrefix(n, "uio") && !strings.ContainsAny(n, "/") {
+			return "/dev/" + n
+		}
+	}
+	klog.Warningf("pci: %s: uio folder lists no uioN device", addr)
+	return ""
 }
 
 // representor is the Device of a switchdev representor netdev of PF pf.

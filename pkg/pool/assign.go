@@ -25,11 +25,12 @@ func Assign(devs []device.Device, cfg *config.Config) Result {
 
 	// First decide, then copy each device once into slices of the right size.
 	where := make([]int, len(devs)) // pool index, or unassigned
+	sels := make([]*config.Selector, len(devs))
 	counts := make([]int, len(cfg.Resources)+1)
 	for _, i := range order {
 		p := unassigned
 		if devs[i].ExclusionReason() == "" {
-			p = place(&devs[i], cfg)
+			p, sels[i] = place(&devs[i], cfg)
 		}
 		where[i] = p
 		if p == unassigned {
@@ -44,7 +45,9 @@ func Assign(devs []device.Device, cfg *config.Config) Result {
 	for _, i := range order {
 		d := &devs[i]
 		if p := where[i]; p != unassigned {
-			res.Pools[p].Devices = append(res.Pools[p].Devices, *d)
+			placed := *d
+			placed.VhostNet = sels[i].NeedVhostNet
+			res.Pools[p].Devices = append(res.Pools[p].Devices, placed)
 			continue
 		}
 		res.Unassigned = append(res.Unassigned, Unassigned{Device: *d, Reason: reason(d)})
@@ -65,8 +68,9 @@ func reason(d *device.Device) string {
 	return device.ReasonNoSelector
 }
 
-// place returns the index of the first resource that takes d, or unassigned.
-func place(d *device.Device, cfg *config.Config) int {
+// place returns the index of the first resource that takes d and the selector that matched, or
+// unassigned.
+func place(d *device.Device, cfg *config.Config) (int, *config.Selector) {
 	pfWithVFs := d.HasVFsEnabled()
 	for r := range cfg.Resources {
 		for s := range cfg.Resources[r].Selectors {
@@ -76,9 +80,9 @@ func place(d *device.Device, cfg *config.Config) int {
 				continue
 			}
 			if Match(sel, d) {
-				return r
+				return r, sel
 			}
 		}
 	}
-	return unassigned
+	return unassigned, nil
 }

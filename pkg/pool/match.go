@@ -15,8 +15,9 @@ import (
 //   - vendors, devices, drivers, pciAddresses: d.Vendor, d.Device, d.Driver, d.PCIAddress;
 //   - pfNames: a VF whose PF's netdev is the name and whose index is in the range; rootDevices: the
 //     same on the PF's PCI address;
-//   - linkTypes (case-insensitive) and ifNames (globs on any host netdev name) need a netdev, so a
-//     vfio-pci VF never matches them;
+//   - linkTypes (case-insensitive): the netdev's link type, or for a VF without one its PF's (as
+//     sriov-dp falls back); ifNames (globs on any host netdev name) needs a netdev, so a vfio-pci
+//     VF never matches it;
 //   - linkKinds: the netlink kind of a software link.
 //
 // A software link matches only a selector that names it (ifNames or linkKinds) and sets no PCI-only
@@ -62,15 +63,24 @@ func matchPF(sels []config.PFSelector, d *device.Device, pf string) bool {
 	return false
 }
 
+// matchLinkType compares the netdev's link type; a VF without a netdev (bound to vfio-pci or a uio
+// driver, or its netdev inside a pod) has its PF's, as sriov-dp reads it.
 func matchLinkType(types []string, d *device.Device) bool {
 	if len(types) == 0 {
 		return true
 	}
-	if !hasNetdev(d) || d.LinkType == "" {
+	lt := d.LinkType
+	if !hasNetdev(d) {
+		lt = ""
+		if d.IsVF() {
+			lt = d.PFLinkType
+		}
+	}
+	if lt == "" {
 		return false
 	}
 	for _, t := range types {
-		if strings.EqualFold(t, d.LinkType) {
+		if strings.EqualFold(t, lt) {
 			return true
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/cdi"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 )
 
 // Device is one device of a pool as its server offers it: what ListAndWatch, Allocate and
@@ -15,21 +16,35 @@ import (
 type Device struct {
 	ID           string // PCI address or software link name; the kubelet's device ID
 	Problem      string // why the device is unhealthy ("carrier down", ...); "" = healthy
-	Gone         bool   // not on the host now; see Plugin.Update for what that means per kind
+	Gone         bool   // not on the host now
+	InUse        bool   // the kubelet holds it (the daemon's allocation ledger)
 	NUMANode     int    // -1 = none
 	PCIAddress   string // "" for software links
 	PFPCIAddress string // VFs: their PF, the unit GetPreferredAllocation packs on
-	VFIODevice   string // vfio-pci: the group node, "/dev/vfio/12" or "/dev/vfio/noiommu-12"; else ""
+	// CDI says the pool's CDI spec has the device (a hook or device nodes), so Allocate names it;
+	// a device the CNI moves and that brings no device node has nothing there.
+	CDI bool
+	// Nodes are the device nodes a container gets (Allocate's DeviceSpecs), in sriov-dp's order.
+	Nodes []device.Node
+	// Info is the device's entry of PCIDEVICE_<...>_INFO: a JSON object of sriov-dp's info
+	// providers ("generic", "vfio", ...); "" for software links.
+	Info string
+	// RDMADevices are its RDMA devices, for the device-information file.
+	RDMADevices []string
 }
 
 // Reasons a device turns unhealthy in the server itself.
 const (
 	ProblemGone     = "gone from the host"
-	ProblemLost     = "left with a pod and never came back"
 	ProblemCDIName  = "ID is not a valid CDI device name"
-	vfioControlPath = "/dev/vfio/vfio"
-	vfioPermissions = "rw"
+	devicePermisson = "rw" // sriov-dp's permission for every device node since v3.6.0
 )
+
+func (d *Device) equal(o *Device) bool {
+	return d.ID == o.ID && d.Problem == o.Problem && d.Gone == o.Gone && d.InUse == o.InUse &&
+		d.NUMANode == o.NUMANode && d.PCIAddress == o.PCIAddress && d.PFPCIAddress == o.PFPCIAddress &&
+		d.CDI == o.CDI && slices.Equal(d.Nodes, o.Nodes) && d.Info == o.Info && slices.Equal(d.RDMADevices, o.RDMADevices)
+}
 
 // entry is a device with its derived, immutable facts.
 type entry struct {
@@ -49,18 +64,8 @@ type snapshot struct {
 	changed chan struct{} // closed when a newer snapshot replaces this one
 }
 
-// markState is what a software link's allocation implies about its absence from the host.
-type markState int
-
-const (
-	markAllocated markState = iota + 1 // handed out by Allocate; the hook moves it into the pod soon
-	markInPod                          // handed out and now absent: inside its pod, so in use, not broken
-	markLost                           // the kubelet thinks it is free but it is still absent: gone for good
-)
-
-// build derives a snapshot from the pool's devices and the allocation marks. It prunes marks of
-// devices the pool no longer has, and moves marks as presence changes (see Plugin.Update).
-func build(res config.Resource, devs []Device, marks map[string]markState) *snapshot {
+// build derives a snapshot from the pool's devices.
+func build(res config.Resource, devs []Device) *snapshot {
 	sorted := slices.Clone(devs)
 	slices.SortFunc(sorted, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
 	s := &snapshot{
@@ -77,7 +82,7 @@ func build(res config.Resource, devs []Device, marks map[string]markState) *snap
 		if name, err := cdi.QualifiedName(&res, d.ID); err == nil {
 			e.cdiName = name
 		}
-		e.healthy, e.problem = health(d, e.cdiName, marks)
+		e.healthy, e.problem = health(&d, e.cdiName)
 		s.byID[d.ID] = e
 		pd := &pluginapi.Device{ID: d.ID, Health: pluginapi.Healthy}
 		if !e.healthy {
@@ -88,41 +93,21 @@ func build(res config.Resource, devs []Device, marks map[string]markState) *snap
 		}
 		s.list = append(s.list, pd)
 	}
-	for id := range marks {
-		if _, ok := s.byID[id]; !ok {
-			delete(marks, id)
-		}
-	}
 	return s
 }
 
-// health decides a device's health and updates its mark. A PCI function that is gone is gone (its
-// function left sysfs); a software link that is gone after Allocate handed it out is inside its
-// pod, so it stays healthy (in use) until the kubelet offers it as free while it is still away. A
-// link that comes home keeps its allocation mark: a restarted container takes it again.
-func health(d Device, cdiName string, marks map[string]markState) (bool, string) {
-	if cdiName == "" {
-		return false, ProblemCDIName
-	}
-	m, marked := marks[d.ID]
-	if d.PCIAddress != "" {
-		delete(marks, d.ID) // marks only explain absences of software links
-		marked = false
-	}
+// health decides a device's health. A software link that is gone while the kubelet holds it is
+// inside its pod: in use, healthy. A PCI function that left sysfs is gone, held or not (its VF was
+// destroyed); the daemon keeps it listed only while the kubelet holds it.
+func health(d *Device, cdiName string) (bool, string) {
 	switch {
-	case d.Gone && marked && m == markLost:
-		return false, ProblemLost
-	case d.Gone && marked:
-		marks[d.ID] = markInPod
+	case cdiName == "":
+		return false, ProblemCDIName
+	case d.Gone && d.InUse && d.PCIAddress == "":
 		return true, ""
 	case d.Gone:
 		return false, ProblemGone
-	case marked && m != markAllocated:
-		// Home again, but maybe only for a container restart (poststop detach, then createRuntime
-		// attach into the same pod): it stays allocated until the kubelet offers it as free.
-		marks[d.ID] = markAllocated
-	}
-	if d.Problem != "" {
+	case d.Problem != "":
 		return false, d.Problem
 	}
 	return true, ""

@@ -61,6 +61,7 @@ type Options struct {
 	RegisterTimeout    time.Duration
 	Backoff            wait.Backoff // registration retries; Duration 0 takes DefaultBackoff
 	Observer           Observer
+	Recorder           Recorder // hears allocations (the daemon's ledger); nil records nothing
 }
 
 // Manager runs one device-plugin server per pool.
@@ -185,7 +186,7 @@ func (m *Manager) Update(res config.Resource, devs []Device) error {
 	if len(path) > maxUnixPath {
 		return fmt.Errorf("pool %s: socket path %s is longer than %d bytes", name, path, maxUnixPath)
 	}
-	p := NewPlugin(res, m.opts.Observer)
+	p := NewPlugin(res, m.opts.Observer, m.opts.Recorder)
 	p.endpoint = path
 	p.Update(res, devs)
 	s := &server{plugin: p, path: path, kick: make(chan struct{}, 1), done: make(chan struct{})}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -25,11 +26,11 @@ type Plugin struct {
 
 	name     string // "<prefix>/<name>"
 	observer Observer
+	recorder Recorder
 	state    atomic.Pointer[snapshot]
 
-	mu    sync.Mutex // serialises state swaps and guards devs and marks
-	devs  []Device
-	marks map[string]markState
+	mu   sync.Mutex // serialises state swaps and guards devs
+	devs []Device
 
 	// set by the manager: socket path for GetInfo, and where a failed watcher registration goes.
 	endpoint  string
@@ -37,18 +38,21 @@ type Plugin struct {
 }
 
 // NewPlugin returns the service of one pool with no devices. The manager serves it; tests may
-// call its methods directly.
-func NewPlugin(res config.Resource, obs Observer) *Plugin {
+// call its methods directly. obs and rec may be nil.
+func NewPlugin(res config.Resource, obs Observer, rec Recorder) *Plugin {
 	if obs == nil {
 		obs = NopObserver{}
+	}
+	if rec == nil {
+		rec = NopRecorder{}
 	}
 	p := &Plugin{
 		name:      res.FullName(),
 		observer:  obs,
-		marks:     map[string]markState{},
+		recorder:  rec,
 		regFailed: make(chan string, 1),
 	}
-	p.state.Store(build(res, nil, p.marks))
+	p.state.Store(build(res, nil))
 	return p
 }
 
@@ -58,10 +62,9 @@ func (p *Plugin) ResourceName() string { return p.name }
 // Update replaces the pool's devices (and its resource settings, e.g. excludeTopology). The
 // kubelet sees the new list at once if IDs, health or topology changed.
 //
-// A device with Gone set was in the pool and is not on the host now. It stays listed, unhealthy,
-// until it comes back; except a software link that Allocate handed out: its absence means it is
-// inside its pod, so it stays healthy (in use) until it returns or the kubelet offers it as free
-// while still away (then it is lost: unhealthy).
+// A device with Gone set was in the pool and is not on the host now: unhealthy, except a software
+// link the kubelet holds (InUse), which is inside its pod. Which gone devices stay listed at all is
+// the daemon's decision.
 func (p *Plugin) Update(res config.Resource, devs []Device) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -72,7 +75,7 @@ func (p *Plugin) Update(res config.Resource, devs []Device) {
 // swapLocked rebuilds the snapshot and publishes it if the kubelet-visible list changed.
 func (p *Plugin) swapLocked(res config.Resource) {
 	old := p.state.Load()
-	next := build(res, p.devs, p.marks)
+	next := build(res, p.devs)
 	logHealthChanges(p.name, old, next)
 	if sameList(old.list, next.list) && sameEntries(old, next) {
 		return
@@ -93,7 +96,7 @@ func sameEntries(a, b *snapshot) bool {
 	}
 	for id, x := range a.byID {
 		y, ok := b.byID[id]
-		if !ok || x.Device != y.Device || x.healthy != y.healthy || x.problem != y.problem {
+		if !ok || !x.Device.equal(&y.Device) || x.healthy != y.healthy || x.problem != y.problem {
 			return false
 		}
 	}
@@ -170,118 +173,131 @@ func (p *Plugin) ListAndWatch(_ *pluginapi.Empty, stream pluginapi.DevicePlugin_
 	}
 }
 
-// Allocate answers, per container, the CDI names of the devices, the PCIDEVICE_<PREFIX>_<NAME>
-// variable with their PCI addresses (software links have none and are left out of it; the variable
-// is absent when no device has one), and the vfio device nodes of vfio-pci devices.
+// Allocate answers, per container, what sriov-dp answers for the same devices (see allocate) and
+// the CDI names of the devices the pool's CDI spec has. The recorder hears the allocation before
+// the kubelet gets the answer (the daemon writes the device-information files then); if it fails,
+// so does the Allocate.
 func (p *Plugin) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
 	s := p.state.Load()
 	resp := &pluginapi.AllocateResponse{ContainerResponses: make([]*pluginapi.ContainerAllocateResponse, 0, len(req.ContainerRequests))}
-	var handed []string
+	var handed []Device
 	for _, c := range req.ContainerRequests {
-		cr, err := p.allocateContainer(s, c.DevicesIds)
+		cr, devs, err := p.allocateContainer(s, c.DevicesIds)
 		if err != nil {
 			p.observer.Allocation(p.name, c.DevicesIds, err)
 			return nil, err
 		}
 		resp.ContainerResponses = append(resp.ContainerResponses, cr)
-		handed = append(handed, c.DevicesIds...)
+		handed = append(handed, devs...)
 	}
-	p.markAllocated(handed)
-	klog.InfoS("Allocated devices", "pool", p.name, "devices", handed)
-	p.observer.Allocation(p.name, handed, nil)
+	ids := make([]string, len(handed))
+	for i := range handed {
+		ids[i] = handed[i].ID
+	}
+	if err := p.recorder.Allocated(s.res, handed); err != nil {
+		err = status.Errorf(codes.Internal, "pool %s: recording the allocation of %s failed: %v", p.name, strings.Join(ids, ","), err)
+		p.observer.Allocation(p.name, ids, err)
+		return nil, err
+	}
+	klog.InfoS("Allocated devices", "pool", p.name, "devices", ids)
+	p.observer.Allocation(p.name, ids, nil)
 	return resp, nil
 }
 
-func (p *Plugin) allocateContainer(s *snapshot, ids []string) (*pluginapi.ContainerAllocateResponse, error) {
+// allocateContainer answers one container, as sriov-dp does:
+//   - PCIDEVICE_<PREFIX>_<NAME>: the PCI addresses, in request order (software links have none:
+//     they are left out, and the variable is absent when no device has one);
+//   - PCIDEVICE_<PREFIX>_<NAME>_INFO: per PCI address its info providers (generic, vfio, uio,
+//     vhost, extra, rdma), as one JSON object with sorted keys, encoding/json's form;
+//   - Devices: each device's nodes, once per host path, "rw".
+func (p *Plugin) allocateContainer(s *snapshot, ids []string) (*pluginapi.ContainerAllocateResponse, []Device, error) {
 	cr := &pluginapi.ContainerAllocateResponse{CdiDevices: make([]*pluginapi.CDIDevice, 0, len(ids))}
+	devs := make([]Device, 0, len(ids))
 	var addrs []string
-	var groups []string
+	info := map[string]string{}
+	seen := map[string]bool{}
 	for _, id := range ids {
+		if seen[id] {
+			return nil, nil, status.Errorf(codes.InvalidArgument, "pool %s: device %q requested twice", p.name, id)
+		}
+		seen[id] = true
 		e, ok := s.byID[id]
 		if !ok {
-			return nil, status.Errorf(codes.InvalidArgument, "pool %s has no device %q", p.name, id)
+			return nil, nil, status.Errorf(codes.InvalidArgument, "pool %s has no device %q", p.name, id)
 		}
 		if !e.healthy || (e.Gone && e.PCIAddress == "") {
 			problem := e.problem
 			if e.healthy {
 				problem = "in use by another pod (not on the host)"
-				p.markLost(id)
 			}
-			return nil, status.Errorf(codes.FailedPrecondition, "device %q of pool %s is unhealthy: %s", id, p.name, problem)
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "device %q of pool %s is unhealthy: %s", id, p.name, problem)
 		}
-		cr.CdiDevices = append(cr.CdiDevices, &pluginapi.CDIDevice{Name: e.cdiName})
+		devs = append(devs, e.Device)
+		if e.CDI {
+			cr.CdiDevices = append(cr.CdiDevices, &pluginapi.CDIDevice{Name: e.cdiName})
+		}
 		if e.PCIAddress != "" {
 			addrs = append(addrs, e.PCIAddress)
+			info[e.ID] = e.Info
 		}
-		if e.VFIODevice != "" && !slices.Contains(groups, e.VFIODevice) {
-			groups = append(groups, e.VFIODevice)
+		for _, n := range e.Nodes {
+			if !slices.ContainsFunc(cr.Devices, func(d *pluginapi.DeviceSpec) bool { return d.HostPath == n.HostPath }) {
+				cr.Devices = append(cr.Devices, &pluginapi.DeviceSpec{HostPath: n.HostPath, ContainerPath: n.Path, Permissions: devicePermisson})
+			}
 		}
 	}
 	if len(addrs) > 0 {
-		cr.Envs = map[string]string{s.res.EnvName(): strings.Join(addrs, ",")}
+		cr.Envs = map[string]string{s.res.EnvName(): strings.Join(addrs, ","), s.res.InfoEnvName(): infoJSON(info)}
 	}
-	if len(groups) > 0 {
-		cr.Devices = make([]*pluginapi.DeviceSpec, 0, len(groups)+1)
-		cr.Devices = append(cr.Devices, &pluginapi.DeviceSpec{HostPath: vfioControlPath, ContainerPath: vfioControlPath, Permissions: vfioPermissions})
-		for _, g := range groups {
-			cr.Devices = append(cr.Devices, &pluginapi.DeviceSpec{HostPath: g, ContainerPath: g, Permissions: vfioPermissions})
-		}
-	}
-	return cr, nil
+	return cr, devs, nil
 }
 
-// markAllocated remembers the software links just handed out, so that their absence while inside
-// the pod is not taken for a failure.
-func (p *Plugin) markAllocated(ids []string) {
-	s := p.state.Load()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, id := range ids {
-		if e, ok := s.byID[id]; ok && e.PCIAddress == "" && !e.Gone {
-			p.marks[id] = markAllocated
+// infoJSON joins the devices' info objects into the _INFO value: the JSON encoding/json gives the
+// map, keys sorted, no spaces.
+func infoJSON(byID map[string]string) string {
+	ids := make([]string, 0, len(byID))
+	for id := range byID {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		key, _ := json.Marshal(id) // a string always encodes
+		b.Write(key)
+		b.WriteByte(':')
+		if byID[id] == "" {
+			b.WriteString("{}")
+		} else {
+			b.WriteString(byID[id])
 		}
 	}
-}
-
-// markLost records that the kubelet considers an absent software link free: the pod that had it
-// is gone and the link did not come back.
-func (p *Plugin) markLost(id string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.marks[id] == markInPod {
-		p.marks[id] = markLost
-		klog.InfoS("Device did not come back from its pod", "pool", p.name, "device", id)
-		p.swapLocked(p.state.Load().res)
-	}
-}
-
-// settle clears the marks of present software links the kubelet offers as free (their Allocate
-// never led to a pod) and marks absent ones lost.
-func (p *Plugin) settle(available []string) {
-	var lost []string
-	p.mu.Lock()
-	for _, id := range available {
-		switch m, ok := p.marks[id]; {
-		case !ok:
-		case m == markAllocated:
-			delete(p.marks, id)
-		case m == markInPod:
-			lost = append(lost, id)
-		}
-	}
-	p.mu.Unlock()
-	for _, id := range lost {
-		p.markLost(id)
-	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // GetPreferredAllocation picks, per container, the devices the kubelet should allocate: the
-// must-include ones, then devices of one NUMA node, packed on the fewest PFs, lowest IDs first.
+// must-include ones, then devices of one NUMA node, packed on the fewest PFs, lowest IDs first. The
+// available devices are what the kubelet considers free: the recorder hears them. A request the
+// kubelet could never satisfy (must-include devices the pool lacks, or more of them than the size)
+// is refused, naming them.
 func (p *Plugin) GetPreferredAllocation(_ context.Context, req *pluginapi.PreferredAllocationRequest) (*pluginapi.PreferredAllocationResponse, error) {
 	resp := &pluginapi.PreferredAllocationResponse{ContainerResponses: make([]*pluginapi.ContainerPreferredAllocationResponse, 0, len(req.ContainerRequests))}
 	for _, c := range req.ContainerRequests {
-		p.settle(c.AvailableDeviceIDs)
-		ids := prefer(p.state.Load().byID, c.AvailableDeviceIDs, c.MustIncludeDeviceIDs, int(c.AllocationSize))
+		p.recorder.Offered(p.name, c.AvailableDeviceIDs)
+		s := p.state.Load()
+		if len(c.MustIncludeDeviceIDs) > int(c.AllocationSize) {
+			return nil, status.Errorf(codes.InvalidArgument, "pool %s: %d must-include devices for an allocation of %d", p.name, len(c.MustIncludeDeviceIDs), c.AllocationSize)
+		}
+		for _, id := range c.MustIncludeDeviceIDs {
+			if _, ok := s.byID[id]; !ok {
+				return nil, status.Errorf(codes.InvalidArgument, "pool %s has no device %q (must-include)", p.name, id)
+			}
+		}
+		ids := prefer(s.byID, c.AvailableDeviceIDs, c.MustIncludeDeviceIDs, int(c.AllocationSize))
 		resp.ContainerResponses = append(resp.ContainerResponses, &pluginapi.ContainerPreferredAllocationResponse{DeviceIDs: ids})
 	}
 	return resp, nil

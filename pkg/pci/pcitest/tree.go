@@ -42,6 +42,7 @@ type Function struct {
 	NUMANode   string // file content ("0", "-1"); "" = no numa_node file
 	IOMMUGroup string // "" = none
 	NoIOMMU    bool   // the IOMMU group is a vfio-noiommu group (its name file says so)
+	UIO        string // uio-bound: the uio device ("uio0"): <function>/uio/uio0 and /sys/class/uio/uio0
 	NoModalias bool   // leave out modalias (a sysfs surprise some tools choke on)
 	NoVendor   bool   // leave out the vendor file
 }
@@ -143,6 +144,11 @@ func (t *Tree) AddFunction(f Function) error {
 			return err
 		}
 	}
+	if f.UIO != "" {
+		if err := t.addUIO(dir, rel, f); err != nil {
+			return err
+		}
+	}
 	if f.IOMMUGroup != "" {
 		grp := filepath.Join(t.Root, "kernel/iommu_groups", f.IOMMUGroup)
 		if err := os.MkdirAll(filepath.Join(grp, "devices"), 0o755); err != nil {
@@ -164,6 +170,29 @@ func (t *Tree) AddFunction(f Function) error {
 		}
 	}
 	return nil
+}
+
+// addUIO writes the uio device of a uio-bound function as the kernel's uio core does:
+// <function>/uio/uioN/{name,dev,version,device}, and /sys/class/uio/uioN linking to it.
+func (t *Tree) addUIO(dir, rel string, f Function) error {
+	n, err := strconv.Atoi(strings.TrimPrefix(f.UIO, "uio"))
+	if err != nil || !strings.HasPrefix(f.UIO, "uio") {
+		return fmt.Errorf("pcitest: function %s: uio device %q is not uioN", f.Addr, f.UIO)
+	}
+	udir := filepath.Join(dir, "uio", f.UIO)
+	if err := os.MkdirAll(udir, 0o755); err != nil {
+		return fmt.Errorf("pcitest: function %s: %w", f.Addr, err)
+	}
+	if err := writeFiles(udir, map[string]string{"name": f.Driver, "dev": "243:" + strconv.Itoa(n), "version": "0.01"}); err != nil {
+		return fmt.Errorf("pcitest: function %s: %w", f.Addr, err)
+	}
+	if err := link("../../../"+f.Addr, filepath.Join(udir, "device")); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(t.Root, "class/uio"), 0o755); err != nil {
+		return fmt.Errorf("pcitest: uio class: %w", err)
+	}
+	return link(filepath.Join("../..", rel, "uio", f.UIO), filepath.Join(t.Root, "class/uio", f.UIO))
 }
 
 // AddPF writes a function with the SR-IOV capability and no VFs enabled yet (sriov_numvfs 0).
