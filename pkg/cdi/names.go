@@ -11,11 +11,12 @@ import (
 )
 
 // QualifiedName is the CDI device name Allocate answers for a device of the resource:
-// "<prefix>/<resourceName>=<id>". The kind is the resource's full name and the device name its ID
-// (PCI address or host interface name), so the kubelet's device ID and the CDI name never disagree.
+// "<prefix>/<resourceName>=<id>" (see config.Resource.CDIClass for the rare name CDI cannot take). The
+// device name is its ID (PCI address or host interface name), so the kubelet's device ID and the CDI
+// name never disagree.
 func QualifiedName(res *config.Resource, id string) (string, error) {
 	if err := parser.ValidateDeviceName(id); err != nil {
 		return "", fmt.Errorf("device %q of resource %s cannot be a CDI device name: %w", id, res.FullName(), err)
 	}
-	return parser.QualifiedName(res.Prefix, res.Name, id), nil
+	return parser.QualifiedName(res.Prefix, res.CDIClass(), id), nil
 }

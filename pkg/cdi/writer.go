@@ -57,7 +57,7 @@ func NewWriter(dir, hookPath string) *Writer {
 // SpecPath is the file of the resource's spec: "<dir>/<prefix>-<name>.json", the name the CDI
 // library gives a vendor/class spec.
 func SpecPath(dir string, res config.Resource) string {
-	return filepath.Join(dir, cdi.GenerateSpecName(res.Prefix, res.Name)+".json")
+	return filepath.Join(dir, cdi.GenerateSpecName(res.Prefix, res.CDIClass())+".json")
 }
 
 // WritePool writes the pool's spec, validated by the CDI library, atomically (readers see the old
@@ -133,7 +133,7 @@ func (w *Writer) Prune(keep []config.Resource) error {
 // spec builds the pool's CDI spec. Devices that cannot be in it are left out and named in the error.
 func (w *Writer) spec(p pool.Pool) (*cdispec.Spec, error) {
 	res := p.Resource
-	spec := &cdispec.Spec{Kind: res.FullName()}
+	spec := &cdispec.Spec{Kind: res.CDIKind()}
 	var (
 		errs  []error
 		hooks bool

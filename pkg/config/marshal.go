@@ -25,9 +25,11 @@ type fileSelector struct {
 	Devices      []string `json:"devices,omitempty"`
 	Drivers      []string `json:"drivers,omitempty"`
 	PCIAddresses []string `json:"pciAddresses,omitempty"`
+	ACPIIndexes  []string `json:"acpiIndexes,omitempty"`
 	PFNames      []string `json:"pfNames,omitempty"`
 	RootDevices  []string `json:"rootDevices,omitempty"`
 	LinkTypes    []string `json:"linkTypes,omitempty"`
+	PKeys        []string `json:"pKeys,omitempty"`
 	IfNames      []string `json:"ifNames,omitempty"`
 	LinkKinds    []string `json:"linkKinds,omitempty"`
 	NeedVhostNet bool     `json:"needVhostNet,omitempty"`
@@ -56,9 +58,11 @@ func Marshal(c *Config) ([]byte, error) {
 				Devices:      s.Devices,
 				Drivers:      s.Drivers,
 				PCIAddresses: s.PCIAddresses,
+				ACPIIndexes:  s.ACPIIndexes,
 				PFNames:      pfStrings(s.PFNames),
 				RootDevices:  pfStrings(s.RootDevices),
 				LinkTypes:    s.LinkTypes,
+				PKeys:        s.PKeys,
 				IfNames:      s.IfNames,
 				LinkKinds:    s.LinkKinds,
 				NeedVhostNet: s.NeedVhostNet,

@@ -110,6 +110,17 @@ func (w *walker) tolerate(path, what, hint string) {
 	w.warns = append(w.warns, &FieldError{Path: path, Err: errors.New(what + ", ignored" + hint)})
 }
 
+// doubt records a value sriov-dp loads but that cannot do what it seems to ("$VENDOR_ID" matches
+// nothing): a warning, or in strict mode an error, with the same words.
+func (w *walker) doubt(path, msg string) {
+	fe := &FieldError{Path: path, Err: errors.New(msg)}
+	if w.strict {
+		w.errs = append(w.errs, fe)
+		return
+	}
+	w.warns = append(w.warns, fe)
+}
+
 // field is the handler of one object key; v is never null (null means "not set").
 type field func(path string, v *node)
 
@@ -340,7 +351,7 @@ func (w *walker) config(doc *node) *Config {
 					continue
 				}
 				// The pool's CDI spec is <prefix>-<name>.json: x.com/a-b and x.com-a/b would share it.
-				specFile := r.Prefix + "-" + r.Name + ".json"
+				specFile := r.Prefix + "-" + r.CDIClass() + ".json"
 				if first, dup := bySpecFile[specFile]; dup {
 					w.fail(join(rp, "resourceName"), "resource %q would share its CDI spec file %s with %q of %s",
 						r.FullName(), specFile, first.fullName, index(path, first.index))
@@ -465,7 +476,7 @@ func (w *walker) additionalInfo(path string, v *node) map[string]map[string]stri
 			w.tolerate(dp, "repeated key", " (the later one is used, as sriov-dp does)")
 		}
 		if dev.key != "*" && !isFullPCIAddress(dev.key) {
-			w.tolerate(dp, "neither \"*\" nor a full PCI address like \"0000:3b:02.0\": it names no device", "")
+			w.doubt(dp, "neither \"*\" nor a full PCI address like \"0000:3b:02.0\": it names no device")
 		}
 		if dev.val.kind == kindNull {
 			out[dev.key] = nil
@@ -492,8 +503,8 @@ func isFullPCIAddress(s string) bool {
 	return err == nil && n == s
 }
 
-// checkName checks a resourceName: a Kubernetes qualified-name part, and a CDI class because the
-// CDI kind of the pool is "<prefix>/<resourceName>".
+// checkName checks a resourceName: a Kubernetes qualified-name part (the kubelet refuses any other
+// extended resource). Names CDI cannot take as a class ("700VF") get another class (CDIClass).
 func checkName(name string) error {
 	if name == "" {
 		return errors.New("resourceName is empty")
@@ -503,9 +514,6 @@ func checkName(name string) error {
 	}
 	if msgs := content.IsLabelKey(name); len(msgs) > 0 {
 		return fmt.Errorf("resourceName %q is not a valid extended-resource name: %s", name, strings.Join(msgs, "; "))
-	}
-	if err := parser.ValidateClassName(name); err != nil {
-		return fmt.Errorf("resourceName %q cannot be a CDI class: %w", name, err)
 	}
 	return nil
 }
@@ -553,41 +561,41 @@ func (w *walker) selector(path string, n *node) (s Selector, ok bool) {
 			}
 		}
 	}
+	pfSeen := map[string]string{} // PF name (folded) -> path of its first pfNames entry
+	rootSeen := map[string]string{}
 	if !w.object(path, n, map[string]field{
 		"vendors": func(fp string, v *node) {
-			w.strings(fp, v, func(ep, x string) { s.Vendors = w.appendParsed(s.Vendors, ep, x, ParseHexID) })
+			w.strings(fp, v, func(ep, x string) { s.Vendors = append(s.Vendors, w.loose(ep, x, ParseHexID)) })
 		},
 		"devices": func(fp string, v *node) {
-			w.strings(fp, v, func(ep, x string) { s.Devices = w.appendParsed(s.Devices, ep, x, ParseHexID) })
+			w.strings(fp, v, func(ep, x string) { s.Devices = append(s.Devices, w.loose(ep, x, ParseHexID)) })
 		},
 		"drivers": func(fp string, v *node) {
-			w.strings(fp, v, func(ep, x string) { s.Drivers = w.appendParsed(s.Drivers, ep, x, checkWord("driver")) })
+			w.strings(fp, v, func(ep, x string) { s.Drivers = append(s.Drivers, w.loose(ep, x, checkWord("driver"))) })
 		},
 		"pciAddresses": func(fp string, v *node) {
 			w.strings(fp, v, func(ep, x string) {
-				s.PCIAddresses = w.appendParsed(s.PCIAddresses, ep, x, ParsePCIAddress)
+				s.PCIAddresses = append(s.PCIAddresses, w.loose(ep, x, ParsePCIAddress))
 			})
+		},
+		"acpiIndexes": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) { s.ACPIIndexes = append(s.ACPIIndexes, w.loose(ep, x, checkDecimal)) })
 		},
 		"pfNames": func(fp string, v *node) {
 			w.strings(fp, v, func(ep, x string) {
-				if sel, err := ParsePFSelector(x, keepIfName); err != nil {
-					w.fail(ep, "%w", err)
-				} else {
-					s.PFNames = append(s.PFNames, sel)
-				}
+				s.PFNames = append(s.PFNames, w.pfSelector(ep, x, keepIfName, pfSeen))
 			})
 		},
 		"rootDevices": func(fp string, v *node) {
 			w.strings(fp, v, func(ep, x string) {
-				if sel, err := ParsePFSelector(x, ParsePCIAddress); err != nil {
-					w.fail(ep, "%w", err)
-				} else {
-					s.RootDevices = append(s.RootDevices, sel)
-				}
+				s.RootDevices = append(s.RootDevices, w.pfSelector(ep, x, ParsePCIAddress, rootSeen))
 			})
 		},
 		"linkTypes": func(fp string, v *node) {
-			w.strings(fp, v, func(ep, x string) { s.LinkTypes = w.appendParsed(s.LinkTypes, ep, x, checkWord("link type")) })
+			w.strings(fp, v, func(ep, x string) { s.LinkTypes = append(s.LinkTypes, w.linkType(ep, x)) })
+		},
+		"pKeys": func(fp string, v *node) {
+			w.strings(fp, v, func(ep, x string) { s.PKeys = append(s.PKeys, x) }) // compared as the kernel prints them ("0x7fff")
 		},
 		"ifNames": func(fp string, v *node) {
 			w.strings(fp, v, func(ep, x string) {
@@ -606,9 +614,11 @@ func (w *walker) selector(path string, n *node) (s Selector, ok bool) {
 			}
 		},
 		"ddpProfiles": unsupportedList("this plugin does not read Intel DDP profiles"),
-		"acpiIndexes": unsupportedList("this plugin does not read ACPI indexes"),
-		"auxTypes":    unsupportedList("auxiliary (SF) devices are not served; deviceType must be netDevice"),
-		"pKeys":       unsupportedList("this plugin does not read InfiniBand partition keys"),
+		// auxTypes belongs to deviceType auxNetDevice; sriov-dp's netDevice selectors have no such
+		// field and ignore it.
+		"auxTypes": func(fp string, v *node) {
+			w.tolerate(fp, "auxTypes is a field of auxNetDevice selectors", " (a netDevice selector has none, as in sriov-dp)")
+		},
 	}) {
 		return s, false
 	}
@@ -616,8 +626,12 @@ func (w *walker) selector(path string, n *node) (s Selector, ok bool) {
 		return s, false
 	}
 	if s.Empty() {
-		w.fail(path, "empty selector: it would match every device; set at least one of vendors, devices, drivers, "+
-			"pciAddresses, pfNames, rootDevices, linkTypes, ifNames, linkKinds")
+		hint := ""
+		if len(w.ignored) > 0 {
+			hint = fmt.Sprintf(" (its keys %s were not recognised)", strings.Join(w.ignored, ", "))
+		}
+		w.fail(path, "empty selector: it would match every device%s; set at least one of vendors, devices, drivers, "+
+			"pciAddresses, acpiIndexes, pfNames, rootDevices, linkTypes, pKeys, ifNames, linkKinds", hint)
 		return s, false
 	}
 	if pci := s.PCIOnly(); len(pci) > 0 && len(s.LinkKinds) > 0 {
@@ -625,6 +639,75 @@ func (w *walker) selector(path string, n *node) (s Selector, ok bool) {
 		return s, false
 	}
 	return s, true
+}
+
+// loose reads a value of a field sriov-dp compares as written. A value parse accepts is kept in
+// its normal form (with a warning when that differs from what was written, because sriov-dp would
+// not have matched it); one parse refuses is kept as written, where it matches nothing, as it
+// matches nothing in sriov-dp (which loads such configs: a template's "$VENDOR_ID", say), with a
+// warning. In strict mode both are errors.
+func (w *walker) loose(path, x string, parse func(string) (string, error)) string {
+	v, err := parse(x)
+	if err != nil {
+		w.doubt(path, fmt.Sprintf("%v: it matches nothing, as in sriov-dp", err))
+		return x
+	}
+	if v != x {
+		w.doubt(path, fmt.Sprintf("%q is read as %q (sriov-dp compares exactly and would match nothing)", x, v))
+	}
+	return v
+}
+
+// pfSelector reads a pfNames or rootDevices entry. As in sriov-dp, only the first entry of a PF
+// counts ("ens1#0-1", "ens1#4" selects VFs 0 and 1), and an entry with a bad VF range keeps its PF
+// from selecting anything: both load, with a warning.
+func (w *walker) pfSelector(path, x string, checkPF func(string) (string, error), seen map[string]string) PFSelector {
+	sel, err := ParsePFSelector(x, checkPF)
+	if err != nil {
+		w.doubt(path, fmt.Sprintf("%v: it selects no VF of its PF, as in sriov-dp", err))
+		pf, _, _ := strings.Cut(x, "#")
+		sel = PFSelector{PF: pf, Invalid: true, Raw: x}
+		if n, err := checkPF(pf); err == nil {
+			sel.PF = n
+		}
+	}
+	key := strings.ToLower(sel.PF)
+	if first, dup := seen[key]; dup {
+		w.doubt(path, fmt.Sprintf("PF %s is named again: only its first entry (%s) counts, as in sriov-dp; merge the VF ranges there", sel.PF, first))
+	} else {
+		seen[key] = path
+	}
+	return sel
+}
+
+// knownLinkTypes are the link types sriov-dp's linkTypes meet on network functions (netlink's
+// names of ARPHRD types).
+var knownLinkTypes = []string{"ether", "infiniband", "loopback", "none", "ieee802", "void"}
+
+// linkType reads a linkTypes value. sriov-dp compares it exactly with netlink's name ("ether",
+// "infiniband"); a value that differs only in case, or is no link type at all ("IB"), loads and
+// matches nothing, with a warning.
+func (w *walker) linkType(path, x string) string {
+	for _, t := range knownLinkTypes {
+		if x == t {
+			return x
+		}
+		if strings.EqualFold(x, t) {
+			w.doubt(path, fmt.Sprintf("link type %q matches nothing: link types are compared exactly, as in sriov-dp (write %q)", x, t))
+			return x
+		}
+	}
+	if _, err := checkWord("link type")(x); err != nil || strings.Trim(x, "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
+		w.doubt(path, fmt.Sprintf("%q is not a link type (\"ether\", \"infiniband\", ...): it matches nothing, as in sriov-dp", x))
+	}
+	return x
+}
+
+func checkDecimal(x string) (string, error) {
+	if x == "" || strings.Trim(x, "0123456789") != "" {
+		return "", fmt.Errorf("%q is not an ACPI index: want a decimal number", x)
+	}
+	return x, nil
 }
 
 // appendParsed appends parse(x) to list, or records the parse error at path.

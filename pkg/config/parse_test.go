@@ -92,7 +92,7 @@ func TestDefaultPrefix(t *testing.T) {
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
-	if err := os.WriteFile(bad, []byte(`{"resourceList":[{"resourceName":"a","selectors":{"pfNames":["ens1f0#3-1"]}}]}`), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte(`{"resourceList":[{"resourceName":"a","selectors":{"pfNames":["ens1f0#3-1"],"vendors":[8086]}}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	good := filepath.Join(dir, "good.yaml")
@@ -112,7 +112,7 @@ func TestLoad(t *testing.T) {
 		err  string
 	}{
 		{path: good},
-		{path: bad, err: bad + `: resourceList[0].selectors.pfNames[0]: "ens1f0#3-1": VF item 0 "3-1": range ends before it starts`},
+		{path: bad, err: bad + `: resourceList[0].selectors.vendors[0]: must be a string, got number 8086 (quote it: "8086")`},
 		{path: filepath.Join(dir, "missing.json"), err: filepath.Join(dir, "missing.json") + ": no such file or directory"},
 		{path: dir, err: dir + ": is a directory, not a regular file"},
 		// Neither blocks nor reads without end.
@@ -139,7 +139,8 @@ func TestErrorList(t *testing.T) {
 	doc := `{"resourceList":[
 		{"resourceName":"a","selectors":{"vendors":["86"],"devices":["zz"]}},
 		{"resourceName":"b","selectors":[]}]}`
-	_, err := config.Parse([]byte(doc), "")
+	strict := config.Options{Strict: true} // values sriov-dp tolerates are errors too
+	_, err := config.ParseWith([]byte(doc), strict)
 	var list config.ErrorList
 	if !errors.As(err, &list) {
 		t.Fatalf("error %v is not an ErrorList", err)
@@ -160,7 +161,7 @@ func TestErrorList(t *testing.T) {
 		t.Errorf("Error() = %q", err.Error())
 	}
 	for i := 0; i < 20; i++ {
-		_, again := config.Parse([]byte(doc), "")
+		_, again := config.ParseWith([]byte(doc), strict)
 		if again.Error() != err.Error() {
 			t.Fatalf("second parse gave a different error:\n%v\nvs\n%v", again, err)
 		}

@@ -4,8 +4,8 @@ package config
 // would match every device.
 func (s *Selector) Empty() bool {
 	return len(s.Vendors) == 0 && len(s.Devices) == 0 && len(s.Drivers) == 0 && len(s.PCIAddresses) == 0 &&
-		len(s.PFNames) == 0 && len(s.RootDevices) == 0 && len(s.LinkTypes) == 0 && len(s.IfNames) == 0 &&
-		len(s.LinkKinds) == 0
+		len(s.ACPIIndexes) == 0 && len(s.PFNames) == 0 && len(s.RootDevices) == 0 && len(s.LinkTypes) == 0 &&
+		len(s.PKeys) == 0 && len(s.IfNames) == 0 && len(s.LinkKinds) == 0
 }
 
 // PCIOnly lists the set fields that only a PCI function can match (software links have no vendor,
@@ -21,7 +21,9 @@ func (s *Selector) PCIOnly() []string {
 	add("devices", len(s.Devices))
 	add("drivers", len(s.Drivers))
 	add("pciAddresses", len(s.PCIAddresses))
+	add("acpiIndexes", len(s.ACPIIndexes))
 	add("pfNames", len(s.PFNames))
 	add("rootDevices", len(s.RootDevices))
+	add("pKeys", len(s.PKeys))
 	return f
 }

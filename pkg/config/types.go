@@ -3,7 +3,11 @@
 // every error names the field path, and nothing is half-loaded.
 package config
 
-import "strings"
+import (
+	"strings"
+
+	"tags.cncf.io/container-device-interface/pkg/parser"
+)
 
 // DefaultResourcePrefix is the prefix of a resource whose config names none and whose daemon was
 // given no --resource-prefix: the seed demo's `networking.k8s.io/netdevice`.
@@ -39,6 +43,19 @@ type Resource struct {
 // FullName is the extended-resource name the kubelet sees: "<prefix>/<name>".
 func (r *Resource) FullName() string { return r.Prefix + "/" + r.Name }
 
+// CDIClass is the class of the pool's CDI kind "<prefix>/<class>": the resource name, unless CDI
+// cannot take it as a class, which must start with a letter (sriov-dp allows "700VF"): then
+// "x-<name>". Parse refuses two resources whose kinds would clash.
+func (r *Resource) CDIClass() string {
+	if parser.ValidateClassName(r.Name) == nil {
+		return r.Name
+	}
+	return "x-" + r.Name
+}
+
+// CDIKind is the pool's CDI kind, "<prefix>/<class>".
+func (r *Resource) CDIKind() string { return r.Prefix + "/" + r.CDIClass() }
+
 // Selector is one selector object. Every field that is set must match (AND); within a field any
 // listed value may match (OR). Values are normalised at parse time (hex IDs lower-case without 0x,
 // PCI addresses in full "0000:3b:02.0" form).
@@ -47,9 +64,11 @@ type Selector struct {
 	Devices      []string
 	Drivers      []string
 	PCIAddresses []string
+	ACPIIndexes  []string     // the function's acpi_index, decimal as sysfs prints it
 	PFNames      []PFSelector // PF interface name with an optional VF index set: "ens1f0#0-3,7"
 	RootDevices  []PFSelector // PF PCI address with an optional VF index set: "0000:86:00.0#0-3"
-	LinkTypes    []string
+	LinkTypes    []string     // compared exactly, as sriov-dp does: "ether", "infiniband"
+	PKeys        []string     // InfiniBand partition key of port 1, as the kernel prints it ("0x7fff")
 	IfNames      []string // glob patterns (path.Match syntax) on the host interface name
 	LinkKinds    []string // netlink kinds: "dummy", "veth", ...
 	// NeedVhostNet gives the devices this selector places /dev/vhost-net and /dev/net/tun too.
@@ -60,6 +79,10 @@ type Selector struct {
 type PFSelector struct {
 	PF  string       // PF interface name (pfNames) or PF PCI address (rootDevices)
 	VFs []IndexRange // nil: every VF of the PF
+	// Invalid: the entry's VF ranges did not parse, so it selects nothing (sriov-dp loads such an
+	// entry and it selects no VF of its PF); PF holds what came before '#', Raw the entry.
+	Invalid bool   `json:",omitempty"`
+	Raw     string `json:",omitempty"`
 }
 
 // IndexRange is an inclusive range of VF indexes.
@@ -67,6 +90,9 @@ type IndexRange struct{ First, Last int }
 
 // HasVF reports whether the VF index is selected.
 func (p PFSelector) HasVF(index int) bool {
+	if p.Invalid {
+		return false
+	}
 	if p.VFs == nil {
 		return true
 	}

@@ -158,6 +158,9 @@ func parseVFIndex(s string) (int, error) {
 
 // String gives the selector back in config form: "ens1f0", "ens1f0#0-3,7".
 func (p PFSelector) String() string {
+	if p.Invalid {
+		return p.Raw
+	}
 	if p.VFs == nil {
 		return p.PF
 	}

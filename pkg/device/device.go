@@ -73,6 +73,8 @@ type Device struct {
 	Carrier       string   `json:"-"` // CarrierUp, CarrierDown or CarrierUnknown
 	SriovTotalVFs int      `json:"-"` // PFs: sriov_totalvfs, else 0
 	SriovNumVFs   int      `json:"-"` // PFs: sriov_numvfs (VFs enabled), else 0
+	ACPIIndex     string   `json:"-"` // the acpi_index attribute (firmware's slot index), "" without one
+	PKey          string   `json:"-"` // InfiniBand functions: port 1's default partition key ("0x7fff")
 	PFLinkType    string   `json:"-"` // VFs: the link type of the PF's netdev, which a VF without one is selected by
 	VFIONoIOMMU   bool     `json:"-"` // vfio-pci in a no-IOMMU group (kernel/iommu_groups/<g>/name is vfio-noiommu)
 	Representor   bool     `json:"-"` // a switchdev VF/SF representor netdev

@@ -122,6 +122,12 @@ func readFunction(dir *sysDir, addr string, nm namer) *function {
 			f.physfn = pf
 		case e == "uio":
 			d.UIODevice = uioNode(dir, addr)
+		case e == "acpi_index":
+			if v, err := dir.attr(e); err == nil {
+				d.ACPIIndex = v
+			} else {
+				klog.Warningf("pci: %s: acpi_index unreadable: %v", addr, err)
+			}
 		case strings.HasPrefix(e, "virtfn"):
 			idx, err := strconv.Atoi(e[len("virtfn"):])
 			if err != nil {

@@ -15,9 +15,11 @@ import (
 //   - vendors, devices, drivers, pciAddresses: d.Vendor, d.Device, d.Driver, d.PCIAddress;
 //   - pfNames: a VF whose PF's netdev is the name and whose index is in the range; rootDevices: the
 //     same on the PF's PCI address;
-//   - linkTypes (case-insensitive): the netdev's link type, or for a VF without one its PF's (as
-//     sriov-dp falls back); ifNames (globs on any host netdev name) needs a netdev, so a vfio-pci
-//     VF never matches it;
+//   - pfNames and rootDevices: see matchPF;
+//   - linkTypes (exact): the netdev's link type, or for a VF without one its PF's (as sriov-dp
+//     falls back); ifNames (globs on any host netdev name) needs a netdev, so a vfio-pci VF never
+//     matches it;
+//   - acpiIndexes, pKeys: the function's acpi_index and port 1's default partition key;
 //   - linkKinds: the netlink kind of a software link.
 //
 // A software link matches only a selector that names it (ifNames or linkKinds) and sets no PCI-only
@@ -35,9 +37,11 @@ func Match(sel *config.Selector, d *device.Device) bool {
 		matchList(sel.Devices, d.Device) &&
 		matchList(sel.Drivers, d.Driver) &&
 		matchList(sel.PCIAddresses, d.PCIAddress) &&
+		matchList(sel.ACPIIndexes, d.ACPIIndex) &&
 		matchPF(sel.PFNames, d, d.PFName) &&
 		matchPF(sel.RootDevices, d, d.PFPCIAddress) &&
 		matchLinkType(sel.LinkTypes, d) &&
+		matchList(sel.PKeys, d.PKey) &&
 		matchIfNames(sel.IfNames, d) &&
 		matchList(sel.LinkKinds, d.Kind)
 }
@@ -47,7 +51,9 @@ func matchList(list []string, v string) bool {
 	return len(list) == 0 || v != "" && slices.Contains(list, v)
 }
 
-// matchPF matches VFs of a PF named by pf (the PF's netdev name or PCI address).
+// matchPF matches VFs of a PF named by pf (the PF's netdev name or PCI address) as sriov-dp does:
+// the PF part compares ignoring case, and only the first entry that names the PF decides (a later
+// "ens1#4" after "ens1#0-1" adds nothing).
 func matchPF(sels []config.PFSelector, d *device.Device, pf string) bool {
 	if len(sels) == 0 {
 		return true
@@ -56,8 +62,8 @@ func matchPF(sels []config.PFSelector, d *device.Device, pf string) bool {
 		return false
 	}
 	for _, s := range sels {
-		if s.PF == pf && s.HasVF(d.VFIndex) {
-			return true
+		if strings.EqualFold(s.PF, pf) {
+			return s.HasVF(d.VFIndex)
 		}
 	}
 	return false
@@ -76,15 +82,7 @@ func matchLinkType(types []string, d *device.Device) bool {
 			lt = d.PFLinkType
 		}
 	}
-	if lt == "" {
-		return false
-	}
-	for _, t := range types {
-		if strings.EqualFold(t, lt) {
-			return true
-		}
-	}
-	return false
+	return lt != "" && slices.Contains(types, lt) // exact, as sriov-dp compares
 }
 
 func matchIfNames(patterns []string, d *device.Device) bool {
