@@ -36,7 +36,10 @@ func TestDaemonFlags(t *testing.T) {
 		{"stray argument", []string{"--config", "c.json", "serve"}, 2},
 		{"all flags", []string{"--config", "c.json", "--sysfs-root", "/host/sys", "--resource-prefix", "example.com",
 			"--device-plugin-dir", "/dp", "--plugins-registry-dir", "", "--cdi-dir", "/cdi", "--hook-path", "/bin/h",
-			"--rescan-interval", "5s", "--pci-ids", "/ids", "--metrics-addr", ":9402", "--state-file", "/st", "-v=4"}, -1},
+			"--rescan-interval", "5s", "--pci-ids", "/ids", "--metrics-addr", ":9402", "--state-file", "/st",
+			"--devinfo-dir", "/di", "--pod-resources-socket", "/pr.sock", "--kubelet-sync-interval", "3s", "--dev-root", "/hostdev",
+			"--strict-config", "-v=4"}, -1},
+		{"zero kubelet sync interval", []string{"--config", "c.json", "--kubelet-sync-interval", "0s"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,7 +49,8 @@ func TestDaemonFlags(t *testing.T) {
 			}
 			if tt.code == -1 {
 				want := daemonFlags{config: "c.json", sysfsRoot: "/host/sys", prefix: "example.com", devicePluginDir: "/dp",
-					cdiDir: "/cdi", hookPath: "/bin/h", pciIDs: "/ids", metricsAddr: ":9402", stateFile: "/st", rescan: 5 * time.Second}
+					cdiDir: "/cdi", hookPath: "/bin/h", pciIDs: "/ids", metricsAddr: ":9402", stateFile: "/st", rescan: 5 * time.Second,
+					devinfoDir: "/di", podResources: "/pr.sock", kubeletSync: 3 * time.Second, devRoot: "/hostdev", strictConfig: true}
 				if *f != want {
 					t.Errorf("flags = %+v, want %+v", *f, want)
 				}

@@ -219,7 +219,7 @@ func TestDiscoverTable(t *testing.T) {
 }
 
 func TestDiscoverErrors(t *testing.T) {
-	bad := writeConfig(t, "bad.json", `{"resourceList":[{"resourceName":"a","selectors":[{"pfNames":["ens1f0#3-1"]}]}]}`)
+	bad := writeConfig(t, "bad.json", `{"resourceList":[{"resourceName":"a","selectors":[{"pfNames":"ens1f0"}]}]}`)
 	good := writeConfig(t, "good.json", `{"resourceList":[{"resourceName":"a","selectors":[{"ifNames":["dummy*"]}]}]}`)
 	tests := []struct {
 		name   string
@@ -227,7 +227,7 @@ func TestDiscoverErrors(t *testing.T) {
 		rc     int
 		stderr string
 	}{
-		{"bad VF range names the path", []string{"--config", bad}, 1, "resourceList[0].selectors[0].pfNames[0]"},
+		{"bad field names the path", []string{"--config", bad}, 1, "resourceList[0].selectors[0].pfNames: must be a list of strings"},
 		{"bad config names the file", []string{"--config", bad}, 1, bad},
 		{"missing config file", []string{"--config", bad + ".absent"}, 1, "bad.json.absent"},
 		{"no --config", nil, 2, "--config is required"},

@@ -177,14 +177,29 @@ func TestDeployManifests(t *testing.T) {
 	if cfg.Resources[0].FullName() != "networking.k8s.io/netdevice" {
 		t.Errorf("ConfigMap pool %s, want the seed's networking.k8s.io/netdevice", cfg.Resources[0].FullName())
 	}
-	// Probes hit /healthz on the metrics port.
-	_, port, err := net.SplitHostPort(f.metricsAddr)
+	// /metrics is unauthenticated: it binds the node-local address only (hostNetwork would expose
+	// every node address), and the probes, which the kubelet sends from the node, go there.
+	host, port, err := net.SplitHostPort(f.metricsAddr)
 	if err != nil {
 		t.Fatalf("--metrics-addr %q: %v", f.metricsAddr, err)
 	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		t.Errorf("--metrics-addr %q binds beyond the node: want 127.0.0.1", f.metricsAddr)
+	}
 	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
-		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port.String() != port {
-			t.Errorf("%s probe %+v: want GET /healthz on port %s", name, p, port)
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port.String() != port || p.HTTPGet.Host != host {
+			t.Errorf("%s probe %+v: want GET /healthz on %s:%s", name, p, host, port)
+		}
+	}
+	// The kubelet's pod-resources socket and the device-information folder are mounted where the
+	// daemon's defaults look.
+	mounts := map[string]bool{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = true
+	}
+	for _, want := range []string{filepath.Dir(f.podResources), filepath.Dir(filepath.Dir(f.devinfoDir))} {
+		if !mounts[want] {
+			t.Errorf("no volume mounted at %s", want)
 		}
 	}
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {

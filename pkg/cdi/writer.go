@@ -139,9 +139,6 @@ func (w *Writer) spec(p pool.Pool) (*cdispec.Spec, error) {
 		hooks bool
 	)
 	for _, d := range p.Devices {
-		if !InSpec(&d, &res) {
-			continue
-		}
 		if err := parser.ValidateDeviceName(d.ID); err != nil {
 			errs = append(errs, fmt.Errorf("pool %s: device %q left out of the CDI spec: %w", res.FullName(), d.ID, err))
 			continue
@@ -152,6 +149,9 @@ func (w *Writer) spec(p pool.Pool) (*cdispec.Spec, error) {
 		}
 		if d.IsUIO() && d.UIODevice == "" {
 			errs = append(errs, fmt.Errorf("pool %s: device %s left out of the CDI spec: %s device has no uio device", res.FullName(), d.ID, d.Driver))
+			continue
+		}
+		if !InSpec(&d, &res) {
 			continue
 		}
 		var edits cdispec.ContainerEdits

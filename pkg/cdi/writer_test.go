@@ -44,6 +44,18 @@ func resource(prefix, name, podIfName string) config.Resource {
 	return config.Resource{Name: name, Prefix: prefix, DeviceType: config.DeviceTypeNetDevice, PodIfName: podIfName}
 }
 
+func uioVF(addr, driver, node string) device.Device {
+	d := vf(addr, driver, -1)
+	d.IfName, d.UIODevice = "", node
+	return d
+}
+
+// vhost marks a device as placed by a needVhostNet selector.
+func vhost(d device.Device) device.Device {
+	d.VhostNet = true
+	return d
+}
+
 // noIOMMU marks a vfio device as in a vfio no-IOMMU group, as pkg/pci finds it in sysfs.
 func noIOMMU(d device.Device) device.Device {
 	d.VFIONoIOMMU = true
@@ -76,6 +88,7 @@ func TestWritePool(t *testing.T) {
 		wantHooks map[string][2][]string
 		wantNodes map[string][]string
 		wantOwner bool
+		inSpec    []string // when only some devices have an entry: their IDs
 	}{
 		{
 			name:        "seed demo kind-dummy pool",
@@ -109,7 +122,7 @@ func TestWritePool(t *testing.T) {
 			wantVersion: "0.6.0", // the owner annotation: nothing else marks a vfio-only spec as ours
 			wantNodes: map[string][]string{
 				"0000:3b:02.0": {"/dev/vfio/vfio", "/dev/vfio/42"},
-				"0000:3b:02.1": {"/dev/vfio/vfio", "/dev/vfio/noiommu-7"},
+				"0000:3b:02.1": {"/dev/vfio/vfio", "/dev/vfio/noiommu-7>/dev/vfio/7"},
 			},
 			wantOwner: true,
 		},
@@ -125,6 +138,57 @@ func TestWritePool(t *testing.T) {
 				"0000:3b:01.0": {attach("--pci-address", "0000:3b:01.0"), detach("--pci-address", "0000:3b:01.0")},
 			},
 			wantNodes: map[string][]string{"0000:3b:02.0": {"/dev/vfio/vfio", "/dev/vfio/42"}},
+		},
+		{
+			name: "uio pool: igb_uio and uio_pci_generic VFs get their /dev/uioN",
+			pool: pool.Pool{
+				Resource: resource("intel.com", "uio", ""),
+				Devices:  []device.Device{uioVF("0000:3b:02.3", "igb_uio", "/dev/uio0"), uioVF("0000:3b:02.4", "uio_pci_generic", "/dev/uio1")},
+			},
+			wantFile:    "intel.com-uio.json",
+			wantVersion: "0.6.0",
+			wantNodes:   map[string][]string{"0000:3b:02.3": {"/dev/uio0"}, "0000:3b:02.4": {"/dev/uio1"}},
+			wantOwner:   true,
+		},
+		{
+			name: "needVhostNet: vfio nodes, or the hook, and vhost-net and tun",
+			pool: pool.Pool{
+				Resource: resource("intel.com", "vhost", ""),
+				Devices:  []device.Device{vhost(vf("0000:3b:01.0", "iavf", 42)), vhost(vf("0000:3b:02.0", device.VFIODriver, 42))},
+			},
+			wantFile:    "intel.com-vhost.json",
+			wantVersion: "0.5.0",
+			wantHooks: map[string][2][]string{
+				"0000:3b:01.0": {attach("--pci-address", "0000:3b:01.0"), detach("--pci-address", "0000:3b:01.0")},
+			},
+			wantNodes: map[string][]string{
+				"0000:3b:01.0": {"/dev/vhost-net", "/dev/net/tun"},
+				"0000:3b:02.0": {"/dev/vfio/vfio", "/dev/vfio/42", "/dev/vhost-net", "/dev/net/tun"},
+			},
+		},
+		{
+			name: "cniManaged: no hook; only devices with nodes have an entry",
+			pool: pool.Pool{
+				Resource: config.Resource{Name: "cni", Prefix: "intel.com", CNIManaged: true},
+				Devices:  []device.Device{vf("0000:3b:01.0", "iavf", 42), vf("0000:3b:02.0", device.VFIODriver, 42)},
+			},
+			wantFile:    "intel.com-cni.json",
+			wantVersion: "0.6.0",
+			wantNodes:   map[string][]string{"0000:3b:02.0": {"/dev/vfio/vfio", "/dev/vfio/42"}},
+			wantOwner:   true,
+			inSpec:      []string{"0000:3b:02.0"},
+		},
+		{
+			name: "a resource name CDI cannot take as a class (sriov-dp allows 700VF)",
+			pool: pool.Pool{
+				Resource: resource("intel.com", "700VF", ""),
+				Devices:  []device.Device{vf("0000:3b:01.0", "iavf", 42)},
+			},
+			wantFile:    "intel.com-x-700VF.json",
+			wantVersion: "0.5.0",
+			wantHooks: map[string][2][]string{
+				"0000:3b:01.0": {attach("--pci-address", "0000:3b:01.0"), detach("--pci-address", "0000:3b:01.0")},
+			},
 		},
 	}
 	for _, tt := range tests {
@@ -158,11 +222,22 @@ func TestWritePool(t *testing.T) {
 			if got := raw.Annotations[OwnerAnnotation] == ownerValue; got != tt.wantOwner {
 				t.Errorf("owner annotation present = %v, want %v", got, tt.wantOwner)
 			}
-			if len(raw.Devices) != len(tt.pool.Devices) {
-				t.Errorf("spec has %d devices, want %d", len(raw.Devices), len(tt.pool.Devices))
+			want := tt.inSpec
+			if want == nil {
+				for _, d := range tt.pool.Devices {
+					want = append(want, d.ID)
+				}
+			}
+			if len(raw.Devices) != len(want) {
+				t.Errorf("spec has %d devices, want %d", len(raw.Devices), len(want))
 			}
 			for _, d := range tt.pool.Devices {
-				qualified, err := QualifiedName(&tt.pool.Resource, d.ID)
+				if got := InSpec(&d, &tt.pool.Resource); got != slices.Contains(want, d.ID) {
+					t.Errorf("InSpec(%s) = %v", d.ID, got)
+				}
+			}
+			for _, id := range want {
+				qualified, err := QualifiedName(&tt.pool.Resource, id)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -173,7 +248,19 @@ func TestWritePool(t *testing.T) {
 			for name, want := range tt.wantHooks {
 				qualified, _ := QualifiedName(&tt.pool.Resource, name)
 				var spec oci.Spec
-				if _, err := c.InjectDevices(&spec, qualified); err != nil {
+				if len(tt.wantNodes[name]) > 0 {
+					// Injection stats host device nodes, which this machine may lack
+					// (/dev/vhost-net): read the hooks off the resolved device instead.
+					spec.Hooks = &oci.Hooks{}
+					for _, h := range c.GetDevice(qualified).ContainerEdits.Hooks {
+						hook := oci.Hook{Path: h.Path, Args: h.Args}
+						if h.HookName == cdi.CreateRuntimeHook {
+							spec.Hooks.CreateRuntime = append(spec.Hooks.CreateRuntime, hook)
+						} else if h.HookName == cdi.PoststopHook {
+							spec.Hooks.Poststop = append(spec.Hooks.Poststop, hook)
+						}
+					}
+				} else if _, err := c.InjectDevices(&spec, qualified); err != nil {
 					t.Fatalf("inject %s: %v", qualified, err)
 				}
 				if spec.Hooks == nil || len(spec.Hooks.CreateRuntime) != 1 || len(spec.Hooks.Poststop) != 1 {
@@ -191,11 +278,15 @@ func TestWritePool(t *testing.T) {
 					if d.Name != name {
 						continue
 					}
-					if len(d.ContainerEdits.Hooks) != 0 {
-						t.Errorf("vfio device %s has hooks %v", name, d.ContainerEdits.Hooks)
+					if _, hooked := tt.wantHooks[name]; !hooked && len(d.ContainerEdits.Hooks) != 0 {
+						t.Errorf("device %s has hooks %v", name, d.ContainerEdits.Hooks)
 					}
 					for _, n := range d.ContainerEdits.DeviceNodes {
-						got = append(got, n.Path)
+						if n.HostPath != "" {
+							got = append(got, n.HostPath+">"+n.Path)
+						} else {
+							got = append(got, n.Path)
+						}
 					}
 				}
 				if !slices.Equal(got, want) {
@@ -316,7 +407,9 @@ func TestPrune(t *testing.T) {
 	kept := seedPool()
 	gone := pool.Pool{Resource: resource("intel.com", "gone", "net1"), Devices: []device.Device{vf("0000:3b:01.0", "iavf", 42)}}
 	goneVFIO := pool.Pool{Resource: resource("intel.com", "gonedpdk", ""), Devices: []device.Device{vf("0000:3b:02.0", device.VFIODriver, 42)}}
-	for _, p := range []pool.Pool{kept, gone, goneVFIO} {
+	goneVhost := pool.Pool{Resource: resource("intel.com", "gonevhost", ""), Devices: []device.Device{vhost(vf("0000:3b:01.2", "iavf", 44))}}
+	goneUIO := pool.Pool{Resource: resource("intel.com", "goneuio", ""), Devices: []device.Device{uioVF("0000:3b:02.3", "igb_uio", "/dev/uio0")}}
+	for _, p := range []pool.Pool{kept, gone, goneVFIO, goneVhost, goneUIO} {
 		if err := w.WritePool(p); err != nil {
 			t.Fatal(err)
 		}
@@ -332,6 +425,8 @@ func TestPrune(t *testing.T) {
 		"nvidia.com-gpu.json": `{"cdiVersion":"0.3.0","kind":"nvidia.com/gpu","devices":[{"name":"0","containerEdits":{"deviceNodes":[{"path":"/dev/nvidia0"}]}}]}`,
 		// Another tool's vfio spec: vfio nodes alone, no owner annotation.
 		"example.com-vfio.json": `{"cdiVersion":"0.5.0","kind":"example.com/vfio","devices":[{"name":"0000:5e:00.1","containerEdits":{"deviceNodes":[{"path":"/dev/vfio/vfio"},{"path":"/dev/vfio/12"}]}}]}`,
+		// Our hook with a device node we never write.
+		"example.com-gpu.json": `{"cdiVersion":"0.3.0","kind":"example.com/gpu","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/nvidia0"}],"hooks":[{"hookName":"createRuntime","path":"/opt/netdevice-plugin/bin/netdevice-hook","args":["netdevice-hook","attach","--host-ifname","a"]}]}}]}`,
 		// A hook spec of another program.
 		"example.com-net.json": `{"cdiVersion":"0.3.0","kind":"example.com/net","devices":[{"name":"a","containerEdits":{"hooks":[{"hookName":"createRuntime","path":"/usr/bin/other-hook","args":["other-hook","attach"]}]}}]}`,
 		// Our content under a name we never use.

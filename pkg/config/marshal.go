@@ -17,7 +17,7 @@ type fileResource struct {
 	Selectors       []fileSelector `json:"selectors"`
 	// nil stays absent; an empty map is kept (sriov-dp then still adds an empty "extra").
 	AdditionalInfo *map[string]map[string]string `json:"additionalInfo,omitempty"`
-	CNIManaged     bool                         `json:"cniManaged,omitempty"`
+	CNIManaged     bool                          `json:"cniManaged,omitempty"`
 }
 
 type fileSelector struct {

@@ -69,8 +69,8 @@ type Selector struct {
 	RootDevices  []PFSelector // PF PCI address with an optional VF index set: "0000:86:00.0#0-3"
 	LinkTypes    []string     // compared exactly, as sriov-dp does: "ether", "infiniband"
 	PKeys        []string     // InfiniBand partition key of port 1, as the kernel prints it ("0x7fff")
-	IfNames      []string // glob patterns (path.Match syntax) on the host interface name
-	LinkKinds    []string // netlink kinds: "dummy", "veth", ...
+	IfNames      []string     // glob patterns (path.Match syntax) on the host interface name
+	LinkKinds    []string     // netlink kinds: "dummy", "veth", ...
 	// NeedVhostNet gives the devices this selector places /dev/vhost-net and /dev/net/tun too.
 	NeedVhostNet bool `json:",omitempty"`
 }

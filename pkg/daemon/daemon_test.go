@@ -15,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/cdi"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
@@ -47,21 +49,35 @@ func TestLinkStateReachesListAndWatch(t *testing.T) {
 	}
 	h.waitList(netdevice, "[ndva0:Healthy]")
 
-	// A second link appears; then the first is deleted: gone, listed unhealthy until it returns.
+	// A second link appears; then the first, which no pod holds, is deleted: it leaves the pool
+	// and its CDI spec.
 	veth(t, "ndva1", "ndpeer1")
 	h.waitList(netdevice, "[ndva0:Healthy ndva1:Healthy]")
 	if err := netlink.LinkDel(a); err != nil {
 		t.Fatal(err)
 	}
-	h.waitList(netdevice, "[ndva0:Unhealthy ndva1:Healthy]")
-	// Its spec entry stays: a container restarted in a pod that holds it still needs it.
-	h.resolveCDI([]string{netdevice + "=ndva0", netdevice + "=ndva1"})
+	h.waitList(netdevice, "[ndva1:Healthy]")
+	h.resolveCDI([]string{netdevice + "=ndva1"})
+	if specHas(t, h.cdiDir, netdevice+"=ndva0") {
+		t.Error("the deleted link is still in the CDI spec")
+	}
 	veth(t, "ndva0", "ndpeer0")
 	h.waitList(netdevice, "[ndva0:Healthy ndva1:Healthy]")
 }
 
+// specHas reports whether the CDI folder resolves the name.
+func specHas(t *testing.T, dir, name string) bool {
+	t.Helper()
+	cache, err := cdiapi.NewCache(cdiapi.WithSpecDirs(dir), cdiapi.WithAutoRefresh(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cache.GetDevice(name) != nil
+}
+
 // The hook moves an allocated link into the pod's namespace: it leaves the host, and is in use,
-// not broken. When it comes home it is free again.
+// not broken, for as long as the kubelet holds it. Once the kubelet offers it as free while it is
+// still away, it has left for good and leaves the pool; back home, it is offered again.
 func TestLinkInPodStaysHealthy(t *testing.T) {
 	requireNetns(t)
 	a, _ := veth(t, "ndvb0", "ndpeerb0")
@@ -82,11 +98,16 @@ func TestLinkInPodStaysHealthy(t *testing.T) {
 	// The move is a link event; wait for the rescan it causes, then the list must be unchanged.
 	waitFor(t, func() bool { return h.obs.scans.Load() > scans })
 	h.waitList(netdevice, "[ndvb0:Healthy]")
+	h.resolveCDI([]string{netdevice + "=ndvb0"}) // a restarting container still finds it
 	if _, err := h.allocate(netdevice, "ndvb0"); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("Allocate of a link still inside a pod: %v, want FailedPrecondition", err)
 	}
-	// That Allocate says the kubelet thinks the pod is over: the link did not come back.
-	h.waitList(netdevice, "[ndvb0:Unhealthy]")
+	// The kubelet offers it as free: the pod is over, and the link did not come back.
+	if _, err := h.plugin(netdevice).Client.GetPreferredAllocation(ctxTimeout(t, 5*time.Second), &pluginapi.PreferredAllocationRequest{
+		ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{{AvailableDeviceIDs: []string{"ndvb0"}, AllocationSize: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitList(netdevice, "[]")
 	home, err := pod.H.LinkByName("ndvb0")
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +198,7 @@ func TestVFChangesReachListAndWatch(t *testing.T) {
 	write(t, filepath.Join(pfDir, "net/ens1f0/carrier"), "1")
 	h.waitList(byID, "[0000:3b:01.1:Healthy[numa0] 0000:3b:01.2:Healthy[numa0]]")
 
-	// VF 1 unbound from iavf.
+	// VF 1 unbound from iavf: nothing can use it (sriov-dp does not list it either): it leaves.
 	vf1, err := h.tree.FuncDir("0000:3b:01.1")
 	if err != nil {
 		t.Fatal(err)
@@ -185,23 +206,22 @@ func TestVFChangesReachListAndWatch(t *testing.T) {
 	if err := os.Remove(filepath.Join(vf1, "driver")); err != nil {
 		t.Fatal(err)
 	}
-	h.waitList(byID, "[0000:3b:01.1:Unhealthy[numa0] 0000:3b:01.2:Healthy[numa0]]")
-	if _, err := h.allocate(byID, "0000:3b:01.1"); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "driver unbound") {
-		t.Errorf("Allocate of an unbound VF: %v, want FailedPrecondition naming the driver", err)
+	h.waitList(byID, "[0000:3b:01.2:Healthy[numa0]]")
+	if _, err := h.allocate(byID, "0000:3b:01.1"); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Allocate of an unbound VF: %v, want InvalidArgument (no such device)", err)
 	}
 
-	// VF 2 leaves sysfs (sriov_numvfs lowered).
+	// VF 2 leaves sysfs (sriov_numvfs lowered) while no pod holds it: it leaves the pool.
 	if err := os.Remove(filepath.Join(h.tree.Root, "bus/pci/devices/0000:3b:01.2")); err != nil {
 		t.Fatal(err)
 	}
-	h.waitList(byID, "[0000:3b:01.1:Unhealthy[numa0] 0000:3b:01.2:Unhealthy[numa0]]")
+	h.waitList(byID, "[]")
 
 	// VF 0's netdev moved into a pod: sysfs of the host shows no netdev, the function is still
 	// there. It stays in the pool that chose it by name and link type, healthy.
 	h.netdevIntoPod("0000:3b:01.0", "ens1f0v0")
 	h.waitScans(2)
 	h.waitList(byName, "[0000:3b:01.0:Healthy[numa0]]")
-	h.waitList(byID, "[0000:3b:01.1:Unhealthy[numa0] 0000:3b:01.2:Unhealthy[numa0]]")
 	cr, err := h.allocate(byName, "0000:3b:01.0")
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +289,7 @@ func TestConfigEdits(t *testing.T) {
 	h.writeConfig(`{"resourceList": [{"resourceName": "pool-a", "selectors": {"ifNames": ["ndca*"], "colour": "blue"}}, ` + softwarePool("pool-b", "ndcb*") + `]}`)
 	waitFor(t, func() bool { return h.obs.warnings.Load() == 1 })
 
-	bad := `{"resourceList": [{"resourceName": "pool-a", "selectors": {"pfNames": ["ens1f0#3-1"]}}]}`
+	bad := `{"resourceList": [{"resourceName": "pool-a", "selectors": {"pfNames": "ens1f0"}}]}`
 	h.writeConfig(bad)
 	waitFor(t, func() bool { return h.obs.configErrs.Load() > 0 })
 	if got := served(h.mgr); !slices.Equal(got, []string{a, b}) {
@@ -316,19 +336,30 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestRunRefusesInvalidConfig(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.json")
-	write(t, path, `{"resourceList": [{"resourceName": "x", "selectors": {"vendors": ["zz"]}}]}`)
 	mgr, err := server.NewManager(server.Options{DevicePluginDir: shortDir(t, "dp")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mgr.Close()
-	d, err := New(Options{ConfigPath: path, Scanner: staticScanner{}, Specs: cdi.NewWriter(dir, hookPath), Servers: mgr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = d.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "vendors") {
-		t.Fatalf("Run with an invalid config: %v, want an error naming the file and the field", err)
+	for _, tt := range []struct {
+		config string
+		strict bool
+	}{
+		{config: `{"resourceList": [{"resourceName": "x", "selectors": {"vendors": "8086"}}]}`},
+		// A value sriov-dp would load and never match is refused only with --strict-config.
+		{config: `{"resourceList": [{"resourceName": "x", "selectors": {"vendors": ["zz"]}}]}`, strict: true},
+	} {
+		write(t, path, tt.config)
+		d, err := New(Options{ConfigPath: path, Scanner: staticScanner{}, Specs: cdi.NewWriter(dir, hookPath), Servers: mgr, StrictConfig: tt.strict})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = d.Run(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "vendors") {
+			t.Fatalf("Run with an invalid config (strict %v): %v, want an error naming the file and the field", tt.strict, err)
+		}
 	}
 	if _, err := New(Options{Scanner: staticScanner{}}); err == nil {
 		t.Error("New without a config file and servers succeeded")

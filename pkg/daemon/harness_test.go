@@ -14,15 +14,22 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
 
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/allocation"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/cdi"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/devinfo"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci/pcitest"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/podresources"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/server"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/server/kubelettest"
 )
 
 const hookPath = "/opt/netdevice-plugin/bin/netdevice-hook"
+
+// testGrace is the ledger's grace period in tests: an allocation the kubelet stand-in does not
+// list is released this long after Allocate.
+const testGrace = 300 * time.Millisecond
 
 // harness is a daemon wired to real parts: the inventory scanner over a sysfs fixture tree plus
 // the links of the test's namespace, the CDI writer into a temp folder, the device-plugin servers
@@ -37,10 +44,13 @@ type harness struct {
 	mgr        *server.Manager
 	generation int
 	obs        *testObserver
-	opts       Options   // the daemon's options but for the servers, made per start
-	dpDir      string    // the device-plugin folder
-	stop       func()    // stops the running daemon and its servers; nil when stopped
-	started    time.Time // when the running daemon started: older registrations are stale
+	podres     *kubelettest.PodResources // nil unless harnessOpts.podResources
+	devinfo    *devinfo.Dir
+	ledger     *allocation.Ledger // the running daemon's
+	opts       Options            // the daemon's options but for the servers, ledger and recorder, made per start
+	dpDir      string             // the device-plugin folder
+	stop       func()             // stops the running daemon and its servers; nil when stopped
+	started    time.Time          // when the running daemon started: older registrations are stale
 }
 
 // testObserver counts what the loop reports.
@@ -78,6 +88,11 @@ type harnessOpts struct {
 	coalesce time.Duration
 	noLinks  bool
 	state    bool // keep the daemon's state in a file, to restart it
+	// podResources serves the kubelet's pod-resources API from a stand-in (h.podres) the daemon
+	// asks every 100 ms.
+	podResources bool
+	devRoot      string // DevRoot; "" = the default
+	prefix       string // DefaultPrefix; "" = the default
 }
 
 // shortDir is a temp folder with a short path, as unix socket paths must fit 107 bytes.
@@ -93,6 +108,12 @@ func shortDir(t testing.TB, prefix string) string {
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
+	return newHarnessWith(t, o, nil)
+}
+
+// newHarnessWith is newHarness with a change to the harness before the daemon starts.
+func newHarnessWith(t testing.TB, o harnessOpts, before func(*harness)) *harness {
+	t.Helper()
 	base := shortDir(t, "dmn")
 	tree, err := pcitest.NewTree(filepath.Join(base, "fixture"))
 	if err != nil {
@@ -103,7 +124,8 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 			t.Fatal(err)
 		}
 	}
-	h := &harness{t: t, tree: tree, obs: &testObserver{}, cfgDir: filepath.Join(base, "cfg"), cdiDir: filepath.Join(base, "cdi"), dpDir: filepath.Join(base, "dp")}
+	h := &harness{t: t, tree: tree, obs: &testObserver{}, cfgDir: filepath.Join(base, "cfg"), cdiDir: filepath.Join(base, "cdi"), dpDir: filepath.Join(base, "dp"),
+		devinfo: devinfo.New(filepath.Join(base, "devinfo"))}
 	h.cfgPath = filepath.Join(h.cfgDir, "config.json")
 	for _, d := range []string{h.cfgDir, h.cdiDir, h.dpDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -131,12 +153,26 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		RescanInterval: o.rescan,
 		Coalesce:       o.coalesce,
 		Observer:       h.obs,
+		DevRoot:        o.devRoot,
+		DefaultPrefix:  o.prefix,
+	}
+	if o.podResources {
+		h.podres, err = kubelettest.StartPodResources(filepath.Join(base, "pod-resources.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(h.podres.Close)
+		h.opts.Kubelet = podresources.New(h.podres.Socket()).Held
+		h.opts.KubeletSync = 100 * time.Millisecond
 	}
 	if o.noLinks {
 		h.opts.Links = nil
 	}
 	if o.state {
 		h.opts.StateFile = filepath.Join(base, "state", "daemon-state.gob")
+	}
+	if before != nil {
+		before(h)
 	}
 	h.start()
 	t.Cleanup(func() {
@@ -147,10 +183,12 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	return h
 }
 
-// start runs a daemon with fresh servers, as a restarted daemon process would.
+// start runs a daemon with fresh servers and a fresh ledger, as a restarted daemon process would.
 func (h *harness) start() {
 	h.t.Helper()
-	mgr, err := server.NewManager(server.Options{DevicePluginDir: h.dpDir, PluginsRegistryDir: filepath.Join(h.dpDir, "no-registry")})
+	h.ledger = allocation.New(testGrace)
+	rec := NewRecorder(h.ledger, h.devinfo)
+	mgr, err := server.NewManager(server.Options{DevicePluginDir: h.dpDir, PluginsRegistryDir: filepath.Join(h.dpDir, "no-registry"), Recorder: rec})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -158,6 +196,7 @@ func (h *harness) start() {
 	h.started = time.Now()
 	opts := h.opts
 	opts.Servers = mgr
+	opts.Ledger, opts.Recorder = h.ledger, rec
 	d, err := New(opts)
 	if err != nil {
 		h.t.Fatal(err)

@@ -38,11 +38,15 @@ func TestRestartKeepsDevicesInPods(t *testing.T) {
 
 	h.stop()
 	h.start()
-	// The new daemon never saw Allocate: the link away is listed (unhealthy: gone), the VF is
-	// still a PCI function and healthy; both keep their CDI devices.
-	h.waitList(netdevice, "[ndvr0:Unhealthy]")
+	// The new daemon never saw Allocate, but the state file kept the allocations: the link away is
+	// in use, healthy; the VF is still a PCI function, healthy; both keep their CDI devices, and the
+	// VF its device-information file.
+	h.waitList(netdevice, "[ndvr0:Healthy]")
 	h.waitList(byName, "[0000:3b:01.0:Healthy[numa0]]")
 	h.resolveCDI([]string{netdevice + "=ndvr0", byName + "=0000:3b:01.0"})
+	if info, err := h.devinfo.Read(byName, "0000:3b:01.0"); err != nil || info.Pci.PciAddress != "0000:3b:01.0" {
+		t.Errorf("device-information file after the restart: %+v, %v", info, err)
+	}
 
 	// The pod ends: the link comes home and is free again.
 	inPod, err := pod.H.LinkByName("ndvr0")

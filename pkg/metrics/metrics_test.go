@@ -143,7 +143,8 @@ func TestPoolGaugesMatchListAndWatch(t *testing.T) {
 	res := config.Resource{Prefix: "networking.k8s.io", Name: "netdevice"}
 	name := res.FullName()
 	present := []server.Device{{ID: "veth0", NUMANode: -1}, {ID: "veth1", NUMANode: -1}}
-	gone := []server.Device{{ID: "veth0", NUMANode: -1, Gone: true}, {ID: "veth1", NUMANode: -1, Gone: true}}
+	// veth0 is held by a pod (the daemon's ledger says so): inside it, not broken.
+	gone := []server.Device{{ID: "veth0", NUMANode: -1, Gone: true, InUse: true}, {ID: "veth1", NUMANode: -1, Gone: true}}
 
 	steps := []struct {
 		name     string

@@ -95,7 +95,7 @@ func BenchmarkGetPreferredAllocation1024(b *testing.B) {
 // BenchmarkPrefer1024 is the selection alone, without gRPC.
 func BenchmarkPrefer1024(b *testing.B) {
 	devs := devices1024()
-	s := build(resA, devs, map[string]markState{})
+	s := build(resA, devs)
 	avail := ids(devs)
 	b.ReportAllocs()
 	for b.Loop() {

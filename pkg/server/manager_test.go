@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,13 +30,14 @@ type env struct {
 	dpDir    string
 	regDir   string
 	observed *recorder
+	ledger   *ledger
 }
 
 // newEnv starts the kubelet stand-in and a manager in the given mode, in temp folders.
 func newEnv(t *testing.T, mode Mode) *env {
 	t.Helper()
 	base := shortDir(t)
-	e := &env{dpDir: filepath.Join(base, "dp"), observed: &recorder{}}
+	e := &env{dpDir: filepath.Join(base, "dp"), observed: &recorder{}, ledger: &ledger{}}
 	if err := os.Mkdir(e.dpDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +47,7 @@ func newEnv(t *testing.T, mode Mode) *env {
 	}
 	t.Cleanup(k.Close)
 	e.kubelet = k
-	opts := Options{DevicePluginDir: e.dpDir, PluginsRegistryDir: filepath.Join(base, "reg"), Observer: e.observed}
+	opts := Options{DevicePluginDir: e.dpDir, PluginsRegistryDir: filepath.Join(base, "reg"), Observer: e.observed, Recorder: e.ledger}
 	if mode == ModePluginWatcher {
 		e.regDir = opts.PluginsRegistryDir
 		if err := os.Mkdir(e.regDir, 0o755); err != nil {
@@ -89,6 +92,40 @@ func (r *recorder) Allocation(_ string, _ []string, err error) {
 	} else {
 		r.allocated.Add(1)
 	}
+}
+
+// ledger records what the servers tell a Recorder; fail makes Allocated fail.
+type ledger struct {
+	mu        sync.Mutex
+	allocated [][]string // device IDs per Allocate
+	offered   [][]string
+	fail      error
+}
+
+func (l *ledger) Allocated(_ config.Resource, devs []Device) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail != nil {
+		return l.fail
+	}
+	ids := make([]string, len(devs))
+	for i := range devs {
+		ids[i] = devs[i].ID
+	}
+	l.allocated = append(l.allocated, ids)
+	return nil
+}
+
+func (l *ledger) Offered(_ string, free []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.offered = append(l.offered, slices.Clone(free))
+}
+
+func (l *ledger) calls() (allocated, offered [][]string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.allocated), slices.Clone(l.offered)
 }
 
 // shortDir is a temp folder with a short path: socket paths must fit 107 bytes, and t.TempDir

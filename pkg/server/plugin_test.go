@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/server/kubelettest"
 )
 
@@ -34,29 +36,42 @@ func served(t *testing.T, res config.Resource, devs []Device) (*env, *kubelettes
 }
 
 func vf(addr, pf string, numa int) Device {
-	return Device{ID: addr, PCIAddress: addr, PFPCIAddress: pf, NUMANode: numa}
+	return Device{ID: addr, PCIAddress: addr, PFPCIAddress: pf, NUMANode: numa, CDI: true, Info: genericInfo(addr)}
+}
+
+func genericInfo(addr string) string { return `{"generic":{"deviceID":"` + addr + `"}}` }
+
+func vfioVF(addr string, group, container string) Device {
+	d := vf(addr, "0000:3b:00.0", 0)
+	d.Nodes = []device.Node{{HostPath: "/dev/vfio/vfio", Path: "/dev/vfio/vfio"}, {HostPath: group, Path: container}}
+	d.Info = `{"generic":{"deviceID":"` + addr + `"},"vfio":{"dev-mount":"` + container + `","mount":"/dev/vfio/vfio"}}`
+	return d
 }
 
 func TestAllocate(t *testing.T) {
+	cniVF := vf("0000:3b:02.7", "0000:3b:00.0", 0)
+	cniVF.CDI = false // the CNI moves it: nothing in the CDI spec
 	devs := []Device{
-		{ID: "dummy0", NUMANode: -1},
-		{ID: "veth7", NUMANode: -1},
+		{ID: "dummy0", NUMANode: -1, CDI: true},
+		{ID: "veth7", NUMANode: -1, CDI: true},
 		vf("0000:3b:02.0", "0000:3b:00.0", 0),
 		vf("0000:3b:02.1", "0000:3b:00.0", 0),
-		{ID: "0000:3b:02.2", PCIAddress: "0000:3b:02.2", PFPCIAddress: "0000:3b:00.0", NUMANode: 0, VFIODevice: "/dev/vfio/42"},
-		{ID: "0000:3b:02.3", PCIAddress: "0000:3b:02.3", PFPCIAddress: "0000:3b:00.0", NUMANode: 0, VFIODevice: "/dev/vfio/42"},
-		{ID: "0000:3b:02.4", PCIAddress: "0000:3b:02.4", PFPCIAddress: "0000:3b:00.0", NUMANode: 0, VFIODevice: "/dev/vfio/noiommu-7"},
-		{ID: "0000:3b:02.5", PCIAddress: "0000:3b:02.5", PFPCIAddress: "0000:3b:00.0", NUMANode: 0, Problem: "PF 0000:3b:00.0 carrier down"},
-		{ID: "0000:3b:02.6", PCIAddress: "0000:3b:02.6", PFPCIAddress: "0000:3b:00.0", NUMANode: 0, Gone: true},
+		vfioVF("0000:3b:02.2", "/dev/vfio/42", "/dev/vfio/42"),
+		vfioVF("0000:3b:02.3", "/dev/vfio/42", "/dev/vfio/42"),
+		vfioVF("0000:3b:02.4", "/dev/vfio/noiommu-7", "/dev/vfio/7"),
+		{ID: "0000:3b:02.5", PCIAddress: "0000:3b:02.5", PFPCIAddress: "0000:3b:00.0", NUMANode: 0, Problem: "PF 0000:3b:00.0 carrier down", CDI: true},
+		{ID: "0000:3b:02.6", PCIAddress: "0000:3b:02.6", PFPCIAddress: "0000:3b:00.0", NUMANode: 0, Gone: true, CDI: true},
+		cniVF,
 	}
 	res := config.Resource{Name: "mixed-pool", Prefix: "example.com"}
-	env := "PCIDEVICE_EXAMPLE_COM_MIXED_POOL"
-	_, p := served(t, res, devs)
+	env := "PCIDEVICE_EXAMPLE_COM_MIXED-POOL" // sriov-dp keeps '-'
+	info := env + "_INFO"
+	e, p := served(t, res, devs)
 
 	type want struct {
 		cdi     []string
 		env     map[string]string
-		devices []string // host path:permissions
+		devices []string // host path>container path:permissions
 	}
 	tests := []struct {
 		name    string
@@ -67,40 +82,59 @@ func TestAllocate(t *testing.T) {
 	}{
 		{name: "software links", ids: [][]string{{"dummy0", "veth7"}},
 			want: []want{{cdi: []string{"example.com/mixed-pool=dummy0", "example.com/mixed-pool=veth7"}}}},
-		{name: "VFs get the sriov-dp variable", ids: [][]string{{"0000:3b:02.1", "0000:3b:02.0"}},
+		{name: "VFs get the sriov-dp variables", ids: [][]string{{"0000:3b:02.1", "0000:3b:02.0"}},
 			want: []want{{cdi: []string{"example.com/mixed-pool=0000:3b:02.1", "example.com/mixed-pool=0000:3b:02.0"},
-				env: map[string]string{env: "0000:3b:02.1,0000:3b:02.0"}}}},
-		{name: "software link left out of the variable", ids: [][]string{{"dummy0", "0000:3b:02.0"}},
+				env: map[string]string{env: "0000:3b:02.1,0000:3b:02.0",
+					info: `{"0000:3b:02.0":{"generic":{"deviceID":"0000:3b:02.0"}},"0000:3b:02.1":{"generic":{"deviceID":"0000:3b:02.1"}}}`}}}},
+		{name: "software link left out of the variables", ids: [][]string{{"dummy0", "0000:3b:02.0"}},
 			want: []want{{cdi: []string{"example.com/mixed-pool=dummy0", "example.com/mixed-pool=0000:3b:02.0"},
-				env: map[string]string{env: "0000:3b:02.0"}}}},
-		{name: "vfio device nodes, one per group, noiommu", ids: [][]string{{"0000:3b:02.2", "0000:3b:02.3", "0000:3b:02.4"}},
+				env: map[string]string{env: "0000:3b:02.0", info: `{"0000:3b:02.0":{"generic":{"deviceID":"0000:3b:02.0"}}}`}}}},
+		{name: "vfio device nodes, once per host path, noiommu mapped", ids: [][]string{{"0000:3b:02.2", "0000:3b:02.3", "0000:3b:02.4"}},
 			want: []want{{cdi: []string{"example.com/mixed-pool=0000:3b:02.2", "example.com/mixed-pool=0000:3b:02.3", "example.com/mixed-pool=0000:3b:02.4"},
-				env:     map[string]string{env: "0000:3b:02.2,0000:3b:02.3,0000:3b:02.4"},
-				devices: []string{"/dev/vfio/vfio:rw", "/dev/vfio/42:rw", "/dev/vfio/noiommu-7:rw"}}}},
+				env: map[string]string{env: "0000:3b:02.2,0000:3b:02.3,0000:3b:02.4",
+					info: `{"0000:3b:02.2":{"generic":{"deviceID":"0000:3b:02.2"},"vfio":{"dev-mount":"/dev/vfio/42","mount":"/dev/vfio/vfio"}},` +
+						`"0000:3b:02.3":{"generic":{"deviceID":"0000:3b:02.3"},"vfio":{"dev-mount":"/dev/vfio/42","mount":"/dev/vfio/vfio"}},` +
+						`"0000:3b:02.4":{"generic":{"deviceID":"0000:3b:02.4"},"vfio":{"dev-mount":"/dev/vfio/7","mount":"/dev/vfio/vfio"}}}`},
+				devices: []string{"/dev/vfio/vfio>/dev/vfio/vfio:rw", "/dev/vfio/42>/dev/vfio/42:rw", "/dev/vfio/noiommu-7>/dev/vfio/7:rw"}}}},
 		{name: "two containers", ids: [][]string{{"0000:3b:02.0"}, {"0000:3b:02.2"}},
 			want: []want{
-				{cdi: []string{"example.com/mixed-pool=0000:3b:02.0"}, env: map[string]string{env: "0000:3b:02.0"}},
-				{cdi: []string{"example.com/mixed-pool=0000:3b:02.2"}, env: map[string]string{env: "0000:3b:02.2"}, devices: []string{"/dev/vfio/vfio:rw", "/dev/vfio/42:rw"}},
+				{cdi: []string{"example.com/mixed-pool=0000:3b:02.0"}, env: map[string]string{env: "0000:3b:02.0", info: `{"0000:3b:02.0":{"generic":{"deviceID":"0000:3b:02.0"}}}`}},
+				{cdi: []string{"example.com/mixed-pool=0000:3b:02.2"}, env: map[string]string{env: "0000:3b:02.2",
+					info: `{"0000:3b:02.2":{"generic":{"deviceID":"0000:3b:02.2"},"vfio":{"dev-mount":"/dev/vfio/42","mount":"/dev/vfio/vfio"}}}`},
+					devices: []string{"/dev/vfio/vfio>/dev/vfio/vfio:rw", "/dev/vfio/42>/dev/vfio/42:rw"}},
 			}},
+		{name: "a VF the CNI moves has no CDI device", ids: [][]string{{"0000:3b:02.7"}},
+			want: []want{{env: map[string]string{env: "0000:3b:02.7", info: `{"0000:3b:02.7":{"generic":{"deviceID":"0000:3b:02.7"}}}`}}}},
 		{name: "unknown ID", ids: [][]string{{"0000:3b:02.0", "0000:af:00.9"}}, code: codes.InvalidArgument, errText: `"0000:af:00.9"`},
+		{name: "duplicate ID", ids: [][]string{{"0000:3b:02.0", "0000:3b:02.0"}}, code: codes.InvalidArgument, errText: `device "0000:3b:02.0" requested twice`},
 		{name: "unhealthy ID", ids: [][]string{{"0000:3b:02.5"}}, code: codes.FailedPrecondition, errText: `"0000:3b:02.5" of pool example.com/mixed-pool is unhealthy: PF 0000:3b:00.0 carrier down`},
 		{name: "gone ID", ids: [][]string{{"dummy0"}, {"0000:3b:02.6"}}, code: codes.FailedPrecondition, errText: `"0000:3b:02.6" of pool example.com/mixed-pool is unhealthy: gone from the host`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			before, _ := e.ledger.calls()
 			req := &pluginapi.AllocateRequest{}
+			var all []string
 			for _, ids := range tt.ids {
 				req.ContainerRequests = append(req.ContainerRequests, &pluginapi.ContainerAllocateRequest{DevicesIds: ids})
+				all = append(all, ids...)
 			}
 			resp, err := p.Client.Allocate(ctxTimeout(t, 5*time.Second), req)
+			after, _ := e.ledger.calls()
 			if tt.code != codes.OK {
 				if status.Code(err) != tt.code || !strings.Contains(err.Error(), tt.errText) {
 					t.Fatalf("Allocate(%v) error = %v, want %s naming %s", tt.ids, err, tt.code, tt.errText)
+				}
+				if len(after) != len(before) {
+					t.Errorf("a refused Allocate was recorded: %v", after[len(after)-1])
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if len(after) != len(before)+1 || !slices.Equal(after[len(after)-1], all) {
+				t.Errorf("recorder heard %v, want one allocation of %v", after[len(before):], all)
 			}
 			if len(resp.ContainerResponses) != len(tt.want) {
 				t.Fatalf("%d container responses, want %d", len(resp.ContainerResponses), len(tt.want))
@@ -111,10 +145,7 @@ func TestAllocate(t *testing.T) {
 					cdi = append(cdi, d.Name)
 				}
 				for _, d := range cr.Devices {
-					if d.HostPath != d.ContainerPath {
-						t.Errorf("device %s is mounted at %s, want the same path", d.HostPath, d.ContainerPath)
-					}
-					devices = append(devices, d.HostPath+":"+d.Permissions)
+					devices = append(devices, d.HostPath+">"+d.ContainerPath+":"+d.Permissions)
 				}
 				w := tt.want[i]
 				if !slices.Equal(cdi, w.cdi) {
@@ -131,6 +162,22 @@ func TestAllocate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A recorder that cannot record (a device-information file that cannot be written) fails the
+// Allocate: the pod would start without what Multus needs.
+func TestAllocateFailsWhenNotRecorded(t *testing.T) {
+	e, p := served(t, resB, []Device{vf("0000:3b:02.0", "0000:3b:00.0", 0)})
+	e.ledger.mu.Lock()
+	e.ledger.fail = errors.New("disk full")
+	e.ledger.mu.Unlock()
+	_, err := p.Client.Allocate(ctxTimeout(t, 5*time.Second), &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{"0000:3b:02.0"}}}})
+	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), "0000:3b:02.0") {
+		t.Fatalf("Allocate = %v, want Internal naming the device and the cause", err)
+	}
+	if e.observed.allocFailed.Load() != 1 {
+		t.Errorf("observer heard %d failures, want 1", e.observed.allocFailed.Load())
 	}
 }
 
@@ -163,11 +210,15 @@ func TestListAndWatchTopologyAndHealth(t *testing.T) {
 	}
 }
 
-// A software link handed to a pod leaves the host; that absence is use, not failure. A PCI
-// function that leaves sysfs is gone.
-func TestGoneDevicesAfterAllocate(t *testing.T) {
-	devs := []Device{{ID: "dummy0", NUMANode: -1}, {ID: "dummy1", NUMANode: -1}, vf("0000:3b:02.0", "0000:3b:00.0", 0)}
-	e, p := served(t, resA, devs)
+// A software link the kubelet holds and that left the host is inside its pod: healthy (in use). One
+// that is gone without being held, and a PCI function that left sysfs, are unhealthy.
+func TestGoneDevices(t *testing.T) {
+	link := func(id string, gone, inUse bool) Device {
+		return Device{ID: id, NUMANode: -1, Gone: gone, InUse: inUse, CDI: true}
+	}
+	gonePCI := vf("0000:3b:02.0", "0000:3b:00.0", 0)
+	gonePCI.Gone, gonePCI.InUse = true, true
+	e, p := served(t, resA, []Device{link("dummy0", false, false), link("dummy1", false, false), vf("0000:3b:02.0", "0000:3b:00.0", 0)})
 	ctx := ctxTimeout(t, 10*time.Second)
 	wait := func(want string) {
 		t.Helper()
@@ -175,82 +226,52 @@ func TestGoneDevicesAfterAllocate(t *testing.T) {
 			t.Fatalf("want %s: %v", want, err)
 		}
 	}
-	update := func(devs []Device) {
+	update := func(devs ...Device) {
 		t.Helper()
 		if err := e.mgr.Update(resA, devs); err != nil {
 			t.Fatal(err)
 		}
 	}
-	alloc := func(ids ...string) error {
-		_, err := p.Client.Allocate(ctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: ids}}})
-		return err
-	}
-	if err := alloc("dummy0", "0000:3b:02.0"); err != nil {
-		t.Fatal(err)
-	}
-	// The hook moved dummy0 into the pod; the VF's function left sysfs (VFs disabled).
-	gone := []Device{{ID: "dummy0", NUMANode: -1, Gone: true}, {ID: "dummy1", NUMANode: -1}, {ID: "0000:3b:02.0", PCIAddress: "0000:3b:02.0", PFPCIAddress: "0000:3b:00.0", NUMANode: 0, Gone: true}}
-	update(gone)
-	wait("[0000:3b:02.0:Unhealthy[numa0] dummy0:Healthy dummy1:Healthy]")
-	// dummy1 was never allocated: its absence is a failure.
-	update([]Device{gone[0], {ID: "dummy1", NUMANode: -1, Gone: true}, gone[2]})
+	update(link("dummy0", true, true), link("dummy1", true, false), gonePCI)
 	wait("[0000:3b:02.0:Unhealthy[numa0] dummy0:Healthy dummy1:Unhealthy]")
-	// The pod ended and dummy0 came home.
-	update(devs)
-	wait("[0000:3b:02.0:Healthy[numa0] dummy0:Healthy dummy1:Healthy]")
-	// Or was that a container restart? poststop detach brought it home and createRuntime attach
-	// takes it back into the same pod, with no Allocate in between: in use, not broken.
-	update(gone)
-	wait("[0000:3b:02.0:Unhealthy[numa0] dummy0:Healthy dummy1:Healthy]")
-	update(devs)
-	wait("[0000:3b:02.0:Healthy[numa0] dummy0:Healthy dummy1:Healthy]")
-	// Allocated again and gone into a pod; then the kubelet offers it as free while it is still
-	// away: it never came back.
-	if err := alloc("dummy0"); err != nil {
-		t.Fatal(err)
+	_, err := p.Client.Allocate(ctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{"dummy0"}}}})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "in use by another pod") {
+		t.Errorf("Allocate of a link inside a pod: %v, want FailedPrecondition", err)
 	}
-	update(gone)
-	wait("[0000:3b:02.0:Unhealthy[numa0] dummy0:Healthy dummy1:Healthy]")
-	resp, err := p.Client.GetPreferredAllocation(ctx, &pluginapi.PreferredAllocationRequest{ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{
-		{AvailableDeviceIDs: []string{"dummy0", "dummy1"}, AllocationSize: 1}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := resp.ContainerResponses[0].DeviceIDs; !slices.Equal(got, []string{"dummy1"}) {
-		t.Errorf("preferred = %v, want [dummy1] (dummy0 is not on the host)", got)
-	}
-	wait("[0000:3b:02.0:Unhealthy[numa0] dummy0:Unhealthy dummy1:Healthy]")
-	if err := alloc("dummy0"); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), ProblemLost) {
-		t.Errorf("Allocate of a lost link: %v, want FailedPrecondition %q", err, ProblemLost)
-	}
-	update(devs)
+	update(link("dummy0", false, true), link("dummy1", false, false), vf("0000:3b:02.0", "0000:3b:00.0", 0))
 	wait("[0000:3b:02.0:Healthy[numa0] dummy0:Healthy dummy1:Healthy]")
 }
 
-// An Allocate for a link still inside a pod means the kubelet thinks it is free: refuse it.
-func TestAllocateOfLinkStillInPod(t *testing.T) {
-	e, p := served(t, resA, []Device{{ID: "dummy0", NUMANode: -1}})
+// GetPreferredAllocation tells the recorder which devices the kubelet considers free, and refuses
+// a request it could never satisfy.
+func TestPreferredAllocationChecks(t *testing.T) {
+	e, p := served(t, resA, []Device{vf("0000:3b:02.0", "0000:3b:00.0", 0), vf("0000:3b:02.1", "0000:3b:00.0", 0), vf("0000:3b:02.2", "0000:3b:00.0", 0)})
 	ctx := ctxTimeout(t, 5*time.Second)
-	req := &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{"dummy0"}}}}
-	if _, err := p.Client.Allocate(ctx, req); err != nil {
-		t.Fatal(err)
+	pref := func(available, must []string, size int32) ([]string, error) {
+		resp, err := p.Client.GetPreferredAllocation(ctx, &pluginapi.PreferredAllocationRequest{ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{
+			{AvailableDeviceIDs: available, MustIncludeDeviceIDs: must, AllocationSize: size}}})
+		if err != nil {
+			return nil, err
+		}
+		return resp.ContainerResponses[0].DeviceIDs, nil
 	}
-	if err := e.mgr.Update(resA, []Device{{ID: "dummy0", NUMANode: -1, Gone: true}}); err != nil {
-		t.Fatal(err)
+	got, err := pref([]string{"0000:3b:02.2", "0000:3b:02.1"}, nil, 1)
+	if err != nil || !slices.Equal(got, []string{"0000:3b:02.1"}) {
+		t.Errorf("preferred = %v, %v", got, err)
 	}
-	if _, err := p.Client.Allocate(ctx, req); status.Code(err) != codes.FailedPrecondition {
-		t.Fatalf("second Allocate while in a pod: %v, want FailedPrecondition", err)
+	if _, offered := e.ledger.calls(); len(offered) != 1 || !slices.Equal(offered[0], []string{"0000:3b:02.2", "0000:3b:02.1"}) {
+		t.Errorf("recorder heard offers %v", offered)
 	}
-	if _, err := p.WaitDevices(ctx, func(d []*pluginapi.Device) bool { return kubelettest.Describe(d) == "[dummy0:Unhealthy]" }); err != nil {
-		t.Fatal(err)
+	if _, err := pref([]string{"0000:3b:02.0"}, []string{"0000:3b:09.0"}, 1); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"0000:3b:09.0"`) {
+		t.Errorf("must-include device the pool lacks: %v, want InvalidArgument naming it", err)
 	}
-	if e.observed.allocated.Load() != 1 || e.observed.allocFailed.Load() != 1 {
-		t.Errorf("observer heard %d allocations, %d failures; want 1 and 1", e.observed.allocated.Load(), e.observed.allocFailed.Load())
+	if _, err := pref([]string{"0000:3b:02.0", "0000:3b:02.1"}, []string{"0000:3b:02.0", "0000:3b:02.1"}, 1); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("more must-include devices than the size: %v, want InvalidArgument", err)
 	}
 }
 
 func TestPluginDirect(t *testing.T) {
-	p := NewPlugin(resA, nil)
+	p := NewPlugin(resA, nil, nil)
 	p.Update(resA, []Device{{ID: "dummy0", NUMANode: -1}})
 	opts, err := p.GetDevicePluginOptions(context.Background(), &pluginapi.Empty{})
 	if err != nil || !opts.GetPreferredAllocationAvailable {

@@ -62,7 +62,7 @@ func TestPrefer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := build(resA, tt.devs, map[string]markState{})
+			s := build(resA, tt.devs)
 			got := prefer(s.byID, tt.available, tt.must, tt.size)
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("prefer(size %d, must %v) = %v, want %v", tt.size, tt.must, got, tt.want)

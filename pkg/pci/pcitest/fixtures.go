@@ -16,6 +16,11 @@ var Fixtures = map[string]func(*Tree) error{
 	"virtio":          virtio,
 	"no-numa":         noNUMA,
 	"untidy":          untidy,
+	"x710-dpdk":       x710DPDK,
+	"e810-vran":       e810VRAN,
+	"mlx-rdma":        mlxRDMA,
+	"ovs-offload":     ovsOffload,
+	"ec2-ena":         ec2ENA,
 }
 
 // FixtureNames returns the fixture names, sorted.

@@ -43,6 +43,7 @@ type Function struct {
 	IOMMUGroup string // "" = none
 	NoIOMMU    bool   // the IOMMU group is a vfio-noiommu group (its name file says so)
 	UIO        string // uio-bound: the uio device ("uio0"): <function>/uio/uio0 and /sys/class/uio/uio0
+	ACPIIndex  string // acpi_index file content (firmware's onboard index, "1"); "" = no file
 	NoModalias bool   // leave out modalias (a sysfs surprise some tools choke on)
 	NoVendor   bool   // leave out the vendor file
 }
@@ -123,6 +124,9 @@ func (t *Tree) AddFunction(f Function) error {
 	}
 	if f.NUMANode != "" {
 		files["numa_node"] = f.NUMANode
+	}
+	if f.ACPIIndex != "" {
+		files["acpi_index"] = f.ACPIIndex
 	}
 	if err := writeFiles(dir, files); err != nil {
 		return fmt.Errorf("pcitest: function %s: %w", f.Addr, err)

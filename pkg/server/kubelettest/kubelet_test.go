@@ -105,7 +105,7 @@ func TestRegistryWatcherSurvivesOverflow(t *testing.T) {
 	registered := false
 	for i := 0; i < 20 && !registered; i++ {
 		g := grpc.NewServer()
-		p := server.NewPlugin(res, nil)
+		p := server.NewPlugin(res, nil, nil)
 		pluginapi.RegisterDevicePluginServer(g, p)
 		registerapi.RegisterRegistrationServer(g, p)
 		serve(t, filepath.Join(reg, fmt.Sprintf("p%d.sock", i)), g)

@@ -1,0 +1,288 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/allocation"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/devinfo"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
+)
+
+// A device-information file is written when Allocate hands the device out, stays while the
+// kubelet reports a pod holding it, and is removed once it does not; a file a previous run left for
+// a device no pod holds is removed at start; another resource's file is never touched.
+func TestDeviceInfoLifecycle(t *testing.T) {
+	requireNetns(t)
+	const sriov = "intel.com/sriov"
+	cfg := configOf(`{"resourceName": "sriov", "resourcePrefix": "intel.com", "selectors": {"drivers": ["iavf"]}}`)
+	// Left by an earlier run: a stale file of ours, and another plugin's file.
+	dir := devinfo.New(filepath.Join(shortDir(t, "dvi"), "dp"))
+	if err := dir.Write(sriov, "0000:3b:01.1", devinfo.PCI("0000:3b:01.1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.Write("example.com/other", "0000:3b:01.1", devinfo.PCI("0000:3b:01.1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarnessWith(t, harnessOpts{config: cfg, tree: e810(2), noLinks: true, podResources: true}, func(h *harness) { h.devinfo = dir })
+	h.waitList(sriov, "[0000:3b:01.0:Healthy[numa0] 0000:3b:01.1:Healthy[numa0]]")
+	waitFor(t, func() bool { _, err := os.Stat(dir.File(sriov, "0000:3b:01.1")); return errors.Is(err, os.ErrNotExist) })
+	if _, err := os.Stat(dir.File("example.com/other", "0000:3b:01.1")); err != nil {
+		t.Errorf("another resource's file was touched: %v", err)
+	}
+
+	if _, err := h.allocate(sriov, "0000:3b:01.0"); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := dir.Read(sriov, "0000:3b:01.0"); err != nil || info.Pci.PciAddress != "0000:3b:01.0" || info.Type != "pci" {
+		t.Fatalf("device-information file after Allocate: %+v, %v", info, err)
+	}
+	h.podres.Hold("default", "pod-a", sriov, "0000:3b:01.0")
+	// Well past the grace period and several kubelet syncs, a held device keeps its file.
+	calls := h.podres.Calls()
+	time.Sleep(2 * testGrace)
+	waitFor(t, func() bool { return h.podres.Calls() > calls+3 })
+	if _, err := os.Stat(dir.File(sriov, "0000:3b:01.0")); err != nil {
+		t.Fatalf("file of a held device removed: %v", err)
+	}
+	h.podres.Release("default", "pod-a")
+	waitFor(t, func() bool { _, err := os.Stat(dir.File(sriov, "0000:3b:01.0")); return errors.Is(err, os.ErrNotExist) })
+	if h.ledger.Holds(sriov, "0000:3b:01.0") {
+		t.Error("the ledger still holds a device no pod holds")
+	}
+
+	// A kubelet that cannot answer releases nothing.
+	if _, err := h.allocate(sriov, "0000:3b:01.1"); err != nil {
+		t.Fatal(err)
+	}
+	h.podres.Fail(errors.New("restarting"))
+	calls = h.podres.Calls()
+	time.Sleep(2 * testGrace)
+	waitFor(t, func() bool { return h.podres.Calls() > calls+3 })
+	if _, err := os.Stat(dir.File(sriov, "0000:3b:01.1")); err != nil {
+		t.Fatalf("a silent kubelet released an allocation: %v", err)
+	}
+}
+
+// A software link inside its pod stays in its pool while the kubelet reports a pod holding it, and
+// leaves the pool once it does not (the pod is gone and the link did not come back).
+func TestHeldLinkLeavesWithItsPod(t *testing.T) {
+	requireNetns(t)
+	link, _ := veth(t, "ndvh0", "ndpeerh0")
+	h := newHarness(t, harnessOpts{config: configOf(softwarePool("netdevice", "ndvh*")), podResources: true})
+	h.waitList(netdevice, "[ndvh0:Healthy]")
+	if _, err := h.allocate(netdevice, "ndvh0"); err != nil {
+		t.Fatal(err)
+	}
+	h.podres.Hold("default", "pod-a", netdevice, "ndvh0")
+	pod, _ := netnstest.Unshared(t)
+	if err := netlink.LinkSetNsFd(link, pod.FD()); err != nil {
+		t.Fatal(err)
+	}
+	calls := h.podres.Calls()
+	time.Sleep(2 * testGrace)
+	waitFor(t, func() bool { return h.podres.Calls() > calls+3 })
+	h.waitList(netdevice, "[ndvh0:Healthy]")
+	h.podres.Release("default", "pod-a")
+	h.waitList(netdevice, "[]")
+}
+
+// Lowering sriov_numvfs while the daemon runs: the VFs that left sysfs leave the pool.
+func TestLoweredVFsLeave(t *testing.T) {
+	requireNetns(t)
+	cfg := configOf(`{"resourceName": "sriov", "resourcePrefix": "intel.com", "selectors": {"pfNames": ["ens1f0"]}}`)
+	h := newHarness(t, harnessOpts{config: cfg, tree: e810(8), noLinks: true, rescan: 100 * time.Millisecond})
+	h.waitList("intel.com/sriov", describeVFs(0, 8))
+	for i := 2; i < 8; i++ {
+		addr, err := h.tree.VFAddr("0000:3b:00.0", i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(h.tree.Root, "bus/pci/devices", addr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitList("intel.com/sriov", describeVFs(0, 2))
+}
+
+func describeVFs(from, to int) string {
+	var parts []string
+	for i := from; i < to; i++ {
+		parts = append(parts, fmt.Sprintf("0000:3b:01.%d:Healthy[numa0]", i))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// Churn does not grow the pool: links created and deleted leave it, so what is advertised is what
+// is there.
+func TestLinkChurnDoesNotGrow(t *testing.T) {
+	requireNetns(t)
+	h := newHarness(t, harnessOpts{config: configOf(softwarePool("netdevice", "ndch*"))})
+	veth(t, "ndchkeep", "ndpeerkeep")
+	h.waitList(netdevice, "[ndchkeep:Healthy]")
+	for i := range 60 {
+		name := "ndch" + strconv.Itoa(i)
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "ndcp" + strconv.Itoa(i)}
+		if err := netlink.LinkAdd(v); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 {
+			time.Sleep(50 * time.Millisecond) // let some land in a scan
+		}
+		if err := netlink.LinkDel(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitList(netdevice, "[ndchkeep:Healthy]")
+}
+
+// A state file from another host (devices this one does not have, a link nobody holds) adds
+// nothing: what does not fit is dropped, with a log line.
+func TestStaleStateDropped(t *testing.T) {
+	requireNetns(t)
+	cfg := configOf(softwarePool("netdevice", "ndst*"),
+		`{"resourceName": "sriov", "resourcePrefix": "intel.com", "selectors": {"pfNames": ["ens1f0"]}}`)
+	h := newHarness(t, harnessOpts{config: cfg, tree: e810(8), noLinks: true, state: true})
+	h.waitList("intel.com/sriov", describeVFs(0, 8))
+	veth(t, "ndst0", "ndpeerst0")
+	h.stop()
+	// The host changes under the stopped daemon: 6 VFs go (sriov_numvfs lowered) and a link too,
+	// while the state file still lists them. Nothing of it was allocated.
+	h.writeStateFrom(t, func(st *savedState) {
+		st.Pooled = append(st.Pooled, savedDevice{Resource: netdevice, Device: softLink("ndst9")})
+	})
+	for i := 2; i < 8; i++ {
+		addr, _ := h.tree.VFAddr("0000:3b:00.0", i)
+		if err := os.Remove(filepath.Join(h.tree.Root, "bus/pci/devices", addr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.start()
+	h.waitList("intel.com/sriov", describeVFs(0, 2))
+	h.waitList(netdevice, "[ndst0:Healthy]")
+}
+
+func softLink(name string) device.Device {
+	d := device.New()
+	d.ID, d.IfName, d.IfNames, d.Kind = name, name, []string{name}, "veth"
+	return d
+}
+
+// writeStateFrom rewrites the state file after edit.
+func (h *harness) writeStateFrom(t *testing.T, edit func(*savedState)) {
+	t.Helper()
+	data, err := os.ReadFile(h.opts.StateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st savedState
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	edit(&st)
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(h.opts.StateFile, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Hostile state files neither hang nor crash the start: a FIFO (no writer), a symlink, an entry
+// with an empty name list (which once panicked at every start), and invalid entries.
+func TestHostileStateFile(t *testing.T) {
+	requireNetns(t)
+	veth(t, "ndhs0", "ndpeerhs0")
+	h := newHarness(t, harnessOpts{config: configOf(softwarePool("netdevice", "ndhs*")), tree: e810(1), state: true})
+	h.waitList(netdevice, "[ndhs0:Healthy]")
+	h.stop()
+	// The VF shows no netdev (inside a pod), so a saved name list is what names it.
+	h.netdevIntoPod("0000:3b:01.0", "ens1f0v0")
+
+	cases := []struct {
+		name  string
+		write func(path string) error
+	}{
+		{"FIFO", func(p string) error { return unix.Mkfifo(p, 0o600) }},
+		{"symlink to /dev/zero", func(p string) error { return os.Symlink("/dev/zero", p) }},
+		{"empty host names and bad entries", func(p string) error {
+			st := savedState{Version: stateVersion,
+				HostNames: []savedHostNames{{PCIAddress: "0000:3b:01.0", Driver: "iavf"}, {PCIAddress: "garbage", Names: []string{"x"}}},
+				Pooled: []savedDevice{{Resource: netdevice, Device: device.Device{ID: ""}},
+					{Resource: netdevice, Device: device.Device{ID: "0000:3b:01.0", PCIAddress: "0000:3b:09.0"}},
+					{Resource: "no-slash", Device: softLink("ndhs7")}},
+				Allocations: []allocation.Entry{{Resource: netdevice, ID: ""}},
+			}
+			var buf bytes.Buffer
+			if err := gob.NewEncoder(&buf).Encode(&st); err != nil {
+				return err
+			}
+			return os.WriteFile(p, buf.Bytes(), 0o644)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_ = os.Remove(h.opts.StateFile)
+			if err := c.write(h.opts.StateFile); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() { defer close(done); h.start() }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the daemon's start blocked on the state file")
+			}
+			h.waitList(netdevice, "[ndhs0:Healthy]")
+			h.stop()
+		})
+	}
+}
+
+// FuzzDecodeState: whatever the bytes, decoding a state file never panics, and what it keeps is
+// valid.
+func FuzzDecodeState(f *testing.F) {
+	for _, st := range []savedState{
+		{Version: stateVersion},
+		{Version: stateVersion, Pooled: []savedDevice{{Resource: "intel.com/a", Device: softLink("dummy0")}},
+			HostNames:   []savedHostNames{{PCIAddress: "0000:3b:01.0", Names: []string{"ens1f0v0"}}},
+			Allocations: []allocation.Entry{{Resource: "intel.com/a", ID: "dummy0"}}},
+		{Version: stateVersion, HostNames: []savedHostNames{{PCIAddress: "0000:3b:01.0"}}},
+	} {
+		var buf bytes.Buffer
+		if err := gob.NewEncoder(&buf).Encode(&st); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(buf.Bytes())
+	}
+	f.Add([]byte("not a gob"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := decodeState(data)
+		if err != nil {
+			return
+		}
+		for _, p := range st.Pooled {
+			if err := validDevice(&p.Device, p.Resource); err != nil {
+				t.Fatalf("kept an invalid device: %v", err)
+			}
+		}
+		for _, hn := range st.HostNames {
+			if len(hn.Names) == 0 {
+				t.Fatal("kept host names without a name")
+			}
+		}
+	})
+}
