@@ -2,9 +2,14 @@
 // runtime to run: createRuntime "attach" moves the device into the container's network namespace,
 // poststop "detach" brings it home.
 //
-//	netdevice-hook attach --pci-address 0000:3b:01.0 [--pod-ifname net1] [--sysfs-root /sys] [--lock-dir DIR]
+//	netdevice-hook attach --pci-address 0000:3b:01.0 [--pod-ifname net1] [--sysfs-root /sys] [--lock-dir DIR] [--allow-upper-devices]
 //	netdevice-hook attach --host-ifname dummy0       [--pod-ifname net1]
 //	netdevice-hook detach --pci-address ... | --host-ifname ...   [same options]
+//
+// --allow-upper-devices lets attach move a link that other links are bound to: a vxlan, macvlan or
+// VLAN on it (the kernel deletes them when it leaves), its bridge or bond (it leaves them; detach
+// puts it back). Without it such a link is refused. A link carrying the host's default route, itself
+// or beneath the link that holds it, is refused either way.
 //
 // The OCI state arrives on stdin; the network namespace comes from <bundle>/config.json. The host
 // namespace is the hook's own (the runtime's). It prints nothing on success; on failure one line on
@@ -43,7 +48,7 @@ var errNoNamespace = errors.New("container has no network namespace")
 
 func run(args []string, stdin io.Reader) error {
 	if len(args) == 0 || (args[0] != "attach" && args[0] != "detach") {
-		return errors.New("usage: netdevice-hook attach|detach --pci-address ADDR|--host-ifname NAME [--pod-ifname NAME] [--sysfs-root DIR] [--lock-dir DIR] < OCI state")
+		return errors.New("usage: netdevice-hook attach|detach --pci-address ADDR|--host-ifname NAME [--pod-ifname NAME] [--sysfs-root DIR] [--lock-dir DIR] [--allow-upper-devices] < OCI state")
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -57,6 +62,7 @@ func run(args []string, stdin io.Reader) error {
 	fs.StringVar(&o.PodIfName, "pod-ifname", "", "name inside the pod (net1; taken -> net2, ...); default: the host name")
 	fs.StringVar(&o.SysfsRoot, "sysfs-root", netns.DefaultSysfsRoot, "where sysfs is mounted")
 	fs.StringVar(&o.LockDir, "lock-dir", netns.DefaultLockDir, "directory of the per-device lock files")
+	fs.BoolVar(&o.AllowUpperDevices, "allow-upper-devices", false, "move a link that other links are bound to (a vxlan or macvlan on it, its bridge or bond)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}

@@ -315,8 +315,22 @@ func TestHookFailuresLeaveTheLinkAlone(t *testing.T) {
 	host.AddAddr(t, policy, "198.19.2.2/24")
 	host.Exec(t, "ip", "route", "add", "default", "via", "198.19.2.1", "dev", policy, "table", "100")
 	host.Exec(t, "ip", "rule", "add", "from", "198.19.2.2", "table", "100")
+	// The node cut off: a vxlan holds the default route; its lower device is pooled.
+	underlay, _ := host.Veth(t)
+	host.AddAddr(t, underlay, "198.19.3.2/24")
+	vx := netnstest.Name("ndv")
+	host.Exec(t, "ip", "link", "add", vx, "type", "vxlan", "id", "5", "dev", underlay, "dstport", "4789", "remote", "198.19.3.1")
+	host.Exec(t, "ip", "link", "set", vx, "up")
+	host.AddAddr(t, vx, "198.19.4.2/24")
+	host.Exec(t, "ip", "route", "add", "default", "via", "198.19.4.1", "dev", vx, "metric", "200")
+	split, _ := host.Veth(t) // a VPN-style split default route
+	host.AddAddr(t, split, "198.19.5.2/24")
+	host.Exec(t, "ip", "route", "add", "0.0.0.0/1", "via", "198.19.5.1", "dev", split)
+	host.Exec(t, "ip", "route", "add", "128.0.0.0/1", "via", "198.19.5.1", "dev", split)
+	lower, _ := host.Veth(t) // a macvlan on it, no default route anywhere near
+	host.Macvlan(t, lower)
 	protected := map[string]netnstest.LinkState{}
-	for _, l := range []string{router, port, parent, policy} {
+	for _, l := range []string{router, port, parent, policy, underlay, vx, split, lower} {
 		protected[l] = host.State(t, l)
 	}
 	sysfs := t.TempDir()
@@ -340,6 +354,9 @@ func TestHookFailuresLeaveTheLinkAlone(t *testing.T) {
 		{name: "port of the default route's bridge", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", port}, wantErr: "refusing to move " + port + ": it carries the host's default route"},
 		{name: "parent of the default route's macvlan", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", parent}, wantErr: "refusing to move " + parent + ": it carries the host's default route"},
 		{name: "default route of table 100", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", policy}, wantErr: "refusing to move " + policy + ": it carries the host's default route"},
+		{name: "lower device of the vxlan with the default route", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", underlay, "--allow-upper-devices"}, wantErr: "refusing to move " + underlay + ": it carries the host's default route"},
+		{name: "split default route", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", split}, wantErr: "refusing to move " + split + ": it carries the host's default route"},
+		{name: "a macvlan on it", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", lower}, wantErr: "refusing to move " + lower + ": other links are bound to it (ndm"},
 		{name: "no device named", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach"}, wantErr: "neither a PCI address nor a host interface"},
 		{name: "unknown flag", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--colour", "red"}, wantErr: "flag provided but not defined: -colour"},
 		{name: "unknown verb", stdin: state(t, specs.StateCreating, 1, good), args: []string{"move", "--host-ifname", dev}, wantErr: "usage"},

@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -97,7 +99,7 @@ func Attach(podNS string, t Target, o Options) (Result, error) {
 	if len(onHost) == 0 && len(inPod) == 0 {
 		return Result{}, fmt.Errorf("%s: no link in the host namespace nor in pod namespace %s", t, podNS)
 	}
-	if err := refuseProtected(host, onHost); err != nil {
+	if err := refuseProtected(host, onHost, o.AllowUpperDevices); err != nil {
 		return Result{}, fmt.Errorf("%s: %w", t, err)
 	}
 	res := Result{Already: len(onHost) == 0}
@@ -529,23 +531,50 @@ func PCINetdevs(sysfsRoot, addr string) ([]string, error) {
 }
 
 // refuseProtected fails for the links carrying the host's default route, by the rule discovery
-// applies (pkg/defroute), and for loopback.
-func refuseProtected(host *space, ls []netlink.Link) error {
+// applies (pkg/defroute), for loopback, and, unless allowUppers, for links other links are bound to
+// (a vxlan or macvlan on it, its bridge or bond): the kernel deletes or detaches those when the link
+// leaves the namespace.
+func refuseProtected(host *space, ls []netlink.Link, allowUppers bool) error {
 	if len(ls) == 0 {
 		return nil
 	}
-	_, carriers, err := defroute.Carriers(host.h)
+	v, err := defroute.Read(host.h)
 	if err != nil {
 		return fmt.Errorf("find the links carrying the host's default route: %w", err)
 	}
 	for _, l := range ls {
 		a := l.Attrs()
-		if carriers[a.Index] {
-			return fmt.Errorf("refusing to move %s: it carries the host's default route (itself, or beneath a bridge, bond, VLAN or macvlan)", a.Name)
+		if v.Carriers[a.Index] {
+			return fmt.Errorf("refusing to move %s: it carries the host's default route (itself, or beneath the link holding it)", a.Name)
 		}
 		if a.Flags&net.FlagLoopback != 0 {
 			return fmt.Errorf("refusing to move %s: it is the loopback interface", a.Name)
 		}
+		if ups := v.Uppers[a.Index]; len(ups) > 0 && !allowUppers {
+			return fmt.Errorf("refusing to move %s: other links are bound to it (%s), which the kernel deletes or detaches when it leaves; allow upper devices (netdevice-hook --allow-upper-devices) to move it anyway",
+				a.Name, upperNames(v.Links, a, ups))
+		}
 	}
 	return nil
+}
+
+// upperNames names at most a few of the links in ups, the master as such.
+func upperNames(links []netlink.Link, of *netlink.LinkAttrs, ups []int) string {
+	const show = 4
+	var names []string
+	for _, l := range links {
+		a := l.Attrs()
+		if !slices.Contains(ups, a.Index) || len(names) == show {
+			continue
+		}
+		name := a.Name
+		if a.Index == of.MasterIndex {
+			name += " (its master)"
+		}
+		names = append(names, name)
+	}
+	if more := len(ups) - len(names); more > 0 {
+		names = append(names, fmt.Sprintf("%d more", more))
+	}
+	return strings.Join(names, ", ")
 }

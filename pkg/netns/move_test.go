@@ -207,9 +207,10 @@ func TestAttachRollsBack(t *testing.T) {
 func TestAttachRefuses(t *testing.T) {
 	netnstest.RequireRoot(t)
 	tests := []struct {
-		name    string
-		setup   func(t *testing.T, host *netnstest.NS, dev string)
-		wantErr string
+		name        string
+		setup       func(t *testing.T, host *netnstest.NS, dev string)
+		allowUppers bool
+		wantErr     string
 	}{
 		{
 			name: "IPv4 default route",
@@ -256,6 +257,58 @@ func TestAttachRefuses(t *testing.T) {
 			wantErr: "carries the host's default route",
 		},
 		{
+			name: "lower device of a vxlan that holds the default route",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				vx := netnstest.Name("ndv")
+				host.Exec(t, "ip", "link", "add", vx, "type", "vxlan", "id", "7", "dev", dev, "dstport", "4789", "remote", "198.18.99.1")
+				host.Exec(t, "ip", "link", "set", vx, "up")
+				host.AddAddr(t, vx, "198.18.34.2/24")
+				host.Exec(t, "ip", "route", "add", "default", "via", "198.18.34.1", "dev", vx)
+			},
+			wantErr: "carries the host's default route",
+		},
+		{
+			name: "split default route 0.0.0.0/1 + 128.0.0.0/1",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				host.AddAddr(t, dev, "198.18.35.2/24")
+				host.Exec(t, "ip", "route", "add", "0.0.0.0/1", "via", "198.18.35.1", "dev", dev)
+				host.Exec(t, "ip", "route", "add", "128.0.0.0/1", "via", "198.18.35.1", "dev", dev)
+			},
+			wantErr: "carries the host's default route",
+		},
+		{
+			name: "a macvlan sits on it",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				host.Macvlan(t, dev)
+			},
+			wantErr: "other links are bound to it (ndm",
+		},
+		{
+			name: "a vxlan sits on it",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				host.Exec(t, "ip", "link", "add", netnstest.Name("ndv"), "type", "vxlan", "id", "8", "dev", dev, "dstport", "4789", "remote", "198.18.99.1")
+			},
+			wantErr: "other links are bound to it (ndv",
+		},
+		{
+			name: "a bridge port",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				host.Exec(t, "ip", "link", "set", dev, "master", host.Bridge(t))
+			},
+			wantErr: " (its master))",
+		},
+		{
+			name: "a bridge port, upper devices allowed, but the bridge holds the default route",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				br := host.Bridge(t)
+				host.Exec(t, "ip", "link", "set", dev, "master", br)
+				host.AddAddr(t, br, "198.18.36.2/24")
+				host.Exec(t, "ip", "route", "add", "default", "via", "198.18.36.1", "dev", br)
+			},
+			allowUppers: true,
+			wantErr:     "carries the host's default route",
+		},
+		{
 			name:    "unknown device",
 			setup:   func(t *testing.T, host *netnstest.NS, dev string) {},
 			wantErr: "no link",
@@ -271,7 +324,7 @@ func TestAttachRefuses(t *testing.T) {
 			if tt.wantErr == "no link" {
 				target = Target{HostName: "absent0"}
 			}
-			_, err := Attach(pod.Path, target, Options{HostNS: host.Path, LockDir: t.TempDir()})
+			_, err := Attach(pod.Path, target, Options{HostNS: host.Path, LockDir: t.TempDir(), AllowUpperDevices: tt.allowUppers})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Attach = %v, want error containing %q", err, tt.wantErr)
 			}

@@ -92,6 +92,11 @@ type Options struct {
 	// HostNS is the path of the host network namespace. "" means the caller's own (the hook runs in
 	// the runtime's namespace, which is the host's).
 	HostNS string
+	// AllowUpperDevices lets Attach move a link that other links are bound to: a vxlan, macvlan or
+	// VLAN on it, or its bridge or bond. The kernel deletes the links on it and takes it out of its
+	// master when it leaves; Detach puts it back into its bridge or bond. Never set, such a link is
+	// refused. Links that carry the default route are refused either way.
+	AllowUpperDevices bool
 }
 
 func (o Options) withDefaults() (Options, error) {
