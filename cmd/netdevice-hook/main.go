@@ -23,10 +23,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"unicode/utf8"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -36,9 +39,23 @@ import (
 // maxStateBytes bounds what is read from stdin: an OCI state is a few hundred bytes.
 const maxStateBytes = 1 << 20
 
+// maxConfigBytes bounds what is read of <bundle>/config.json: a large spec (thousands of mounts and
+// environment variables) is a few hundred KiB.
+const maxConfigBytes = 16 << 20
+
+// maxLine bounds the one line the hook prints on failure: values from outside (names, paths, IDs)
+// are clipped where they are quoted, and the line as a whole is clipped here.
+const maxLine = 4096
+
+// maxShown bounds how much of one value from outside a message repeats.
+const maxShown = 64
+
+// maxWord is the longest word errorLine prints unclipped: no word of a message of ours is that long.
+const maxWord = 256
+
 func main() {
 	if err := run(os.Args[1:], os.Stdin); err != nil {
-		fmt.Fprintln(os.Stderr, "netdevice-hook: "+oneLine(err.Error()))
+		fmt.Fprintln(os.Stderr, errorLine(err))
 		os.Exit(1)
 	}
 }
@@ -67,7 +84,7 @@ func run(args []string, stdin io.Reader) error {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q", cmd, fs.Arg(0))
+		return fmt.Errorf("%s: unexpected argument %q", cmd, clip(fs.Arg(0)))
 	}
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
@@ -82,7 +99,7 @@ func run(args []string, stdin io.Reader) error {
 		return nil // nothing can hold the device any more
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s: container %s: %w", cmd, t, state.ID, err)
+		return fmt.Errorf("%s %s: container %s: %w", cmd, t, clip(state.ID), err)
 	}
 
 	if cmd == "attach" {
@@ -91,16 +108,19 @@ func run(args []string, stdin io.Reader) error {
 		_, err = netns.Detach(nsPath, t, o)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: container %s: %w", cmd, state.ID, err)
+		return fmt.Errorf("%s: container %s: %w", cmd, clip(state.ID), err)
 	}
 	return nil
 }
 
 // readState decodes the OCI state the runtime writes on the hook's stdin.
 func readState(r io.Reader) (*specs.State, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxStateBytes))
+	data, err := io.ReadAll(io.LimitReader(r, maxStateBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read OCI state from stdin: %w", err)
+	}
+	if len(data) > maxStateBytes {
+		return nil, fmt.Errorf("OCI state on stdin is larger than %d bytes", maxStateBytes)
 	}
 	var st specs.State
 	if err := json.Unmarshal(data, &st); err != nil {
@@ -117,13 +137,43 @@ func readState(r io.Reader) (*specs.State, error) {
 // created for the container's own process. errNoNamespace when there is none to act on.
 func networkNamespace(st *specs.State) (string, error) {
 	path := filepath.Join(st.Bundle, "config.json")
-	data, err := os.ReadFile(path)
+	data, err := readConfig(path)
 	if err != nil {
-		return "", fmt.Errorf("bundle config: %w", err)
+		return "", fmt.Errorf("bundle config %s: %w", clip(path), err)
 	}
+	return namespaceFromConfig(st, data)
+}
+
+// readConfig reads a bundle's config.json: a regular file (opened without blocking, so that a FIFO
+// in its place cannot hang the hook) of at most maxConfigBytes.
+func readConfig(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, pathless(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, pathless(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return nil, pathless(err)
+	}
+	if len(data) > maxConfigBytes {
+		return nil, fmt.Errorf("larger than %d bytes", maxConfigBytes)
+	}
+	return data, nil
+}
+
+// namespaceFromConfig is networkNamespace once config.json is read.
+func namespaceFromConfig(st *specs.State, data []byte) (string, error) {
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
-		return "", fmt.Errorf("bundle config %s: %w", path, err)
+		return "", fmt.Errorf("bundle config: %w", err)
 	}
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
@@ -131,17 +181,62 @@ func networkNamespace(st *specs.State) (string, error) {
 				continue
 			}
 			if ns.Path != "" {
+				if !filepath.IsAbs(ns.Path) { // the runtime spec requires an absolute path
+					return "", fmt.Errorf("bundle config: network namespace path %q is not absolute", clip(ns.Path))
+				}
 				return ns.Path, nil
 			}
 			if st.Pid > 0 {
 				return "/proc/" + strconv.Itoa(st.Pid) + "/ns/net", nil
 			}
-			return "", fmt.Errorf("%w: its own namespace died with process %d (status %q)", errNoNamespace, st.Pid, st.Status)
+			return "", fmt.Errorf("%w: its own namespace died with process %d (status %q)", errNoNamespace, st.Pid, clip(string(st.Status)))
 		}
 	}
-	return "", fmt.Errorf("%w: %s shares the runtime's network namespace", errNoNamespace, path)
+	return "", fmt.Errorf("%w: the bundle config shares the runtime's network namespace", errNoNamespace)
 }
 
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+// pathless drops the path a *fs.PathError repeats: the caller names the file, clipped.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
+
+// clip is s, or its first maxShown bytes (whole UTF-8 characters) and how long it was.
+func clip(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	cut := maxShown
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", s[:cut], len(s))
+}
+
+// errorLine is the one line printed for err: "netdevice-hook: " and the message with its white space
+// folded, at most maxLine bytes, valid UTF-8.
+func errorLine(err error) string {
+	msg := err.Error()
+	if len(msg) > 4*maxLine { // fold no more than can be shown
+		msg = msg[:4*maxLine]
+	}
+	words := strings.Fields(msg)
+	for i, w := range words {
+		if len(w) > maxWord { // a value some library repeated whole (the flag package does)
+			words[i] = clip(w)
+		}
+	}
+	line := "netdevice-hook: " + strings.Join(words, " ")
+	if len(line) > maxLine {
+		const more = "... (message clipped)"
+		cut := maxLine - len(more)
+		for cut > 0 && !utf8.RuneStart(line[cut]) {
+			cut--
+		}
+		line = line[:cut] + more
+	}
+	return strings.ToValidUTF8(line, "?")
 }

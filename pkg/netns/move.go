@@ -46,15 +46,15 @@ func begin(t Target, o Options) (_ Options, host *space, release func(), err err
 	if o, err = o.withDefaults(); err != nil {
 		return o, nil, nil, err
 	}
-	unlock, err := lockDevice(o.LockDir, t.lockKey())
+	lock, err := lockDevice(o.LockDir, t.lockKey())
 	if err != nil {
 		return o, nil, nil, fmt.Errorf("%s: %w", t, err)
 	}
 	if host, err = openSpace(o.HostNS, "host"); err != nil {
-		unlock()
+		lock.unlock()
 		return o, nil, nil, err
 	}
-	return o, host, func() { host.close(); unlock() }, nil
+	return o, host, func() { host.close(); lock.unlock() }, nil
 }
 
 // Attach moves the target's links from the host namespace into the namespace at podNS. Per link: it

@@ -64,11 +64,11 @@ func reconcileOne(host *space, lockDir string, l netlink.Link, hostName, pci str
 	if pci != "" {
 		t = Target{PCIAddress: pci}
 	}
-	unlock, err := tryLockDevice(lockDir, t.lockKey())
+	lock, err := tryLockDevice(lockDir, t.lockKey())
 	if err != nil {
 		return Returned{}, err
 	}
-	defer unlock()
+	defer lock.unlock()
 
 	// Re-read under the lock: a hook may have finished with it since the dump.
 	name := l.Attrs().Name

@@ -64,7 +64,7 @@ func TestReconcileReturned(t *testing.T) {
 	}
 	host.Exec(t, "ip", "link", "set", "net2", "up")
 
-	unlock, err := tryLockDevice(lockDir, Target{HostName: busy}.lockKey())
+	lock, err := tryLockDevice(lockDir, Target{HostName: busy}.lockKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestReconcileReturned(t *testing.T) {
 	}
 
 	// Once the hook is done, the next call picks the busy link up; nothing else changes.
-	unlock()
+	lock.unlock()
 	got, _ = ReconcileReturned(Options{HostNS: host.Path, LockDir: lockDir})
 	if !slices.Equal(got, []Returned{{From: "net3", To: busy}}) {
 		t.Errorf("second ReconcileReturned = %+v, want net3 -> %s only", got, busy)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -34,20 +35,52 @@ func openSpace(path, what string) (*space, error) {
 	if path == "" {
 		ns, err = vnetns.Get()
 	} else {
-		ns, err = vnetns.GetFromPath(path)
+		ns, err = openNetNS(path)
 	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
 			err = fmt.Errorf("%w: %w", ErrNamespaceGone, err)
 		}
-		return nil, fmt.Errorf("open %s network namespace %s: %w", what, path, err)
+		return nil, fmt.Errorf("open %s network namespace %s: %w", what, short(path), err)
 	}
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		_ = ns.Close()
-		return nil, fmt.Errorf("netlink in %s network namespace %s: %w", what, path, err)
+		return nil, fmt.Errorf("netlink in %s network namespace %s: %w", what, short(path), err)
 	}
 	return &space{what: what, ns: ns, h: h}, nil
+}
+
+// openNetNS opens a network namespace file (a bind mount, /proc/<pid>/ns/net) and makes sure it is
+// one before anything joins it: an absolute path, opened without blocking (a FIFO planted there must
+// not hang the hook), on nsfs, of type network.
+func openNetNS(path string) (vnetns.NsHandle, error) {
+	if !filepath.IsAbs(path) {
+		return -1, errors.New("not an absolute path")
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, err
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		_ = unix.Close(fd)
+		return -1, err
+	}
+	if sfs.Type != unix.NSFS_MAGIC {
+		_ = unix.Close(fd)
+		return -1, errors.New("not a namespace file")
+	}
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil {
+		_ = unix.Close(fd)
+		return -1, fmt.Errorf("namespace type: %w", err)
+	}
+	if typ != unix.CLONE_NEWNET {
+		_ = unix.Close(fd)
+		return -1, errors.New("not a network namespace")
+	}
+	return vnetns.NsHandle(fd), nil
 }
 
 func (s *space) close() {

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Defaults for Options.
@@ -47,10 +48,10 @@ type Target struct {
 func (t Target) Validate() error {
 	switch {
 	case t.PCIAddress != "" && t.HostName != "":
-		return fmt.Errorf("target names both PCI address %q and host interface %q: give one", t.PCIAddress, t.HostName)
+		return fmt.Errorf("target names both PCI address %q and host interface %q: give one", short(t.PCIAddress), short(t.HostName))
 	case t.PCIAddress != "":
 		if !pciAddressRE.MatchString(t.PCIAddress) {
-			return fmt.Errorf("PCI address %q is not of the form 0000:3b:01.0", t.PCIAddress)
+			return fmt.Errorf("PCI address %q is not of the form 0000:3b:01.0", short(t.PCIAddress))
 		}
 	case t.HostName != "":
 		if err := validIfName(t.HostName); err != nil {
@@ -129,29 +130,46 @@ func ParseAlias(alias string) (hostName, pciAddress string, ok bool) {
 	if !found {
 		return "", "", false
 	}
-	hostName, pciAddress, _ = strings.Cut(rest, ":")
+	hostName, pciAddress, hasPCI := strings.Cut(rest, ":")
 	if validIfName(hostName) != nil {
 		return "", "", false
 	}
-	if pciAddress != "" && !pciAddressRE.MatchString(pciAddress) {
+	if hasPCI && !pciAddressRE.MatchString(pciAddress) { // "name:" is not what Alias writes
 		return "", "", false
 	}
 	return hostName, pciAddress, true
 }
 
-// validIfName applies the kernel's dev_valid_name rules.
+// validIfName applies the kernel's dev_valid_name rules: 1 to 15 bytes, not "." or "..", no '/',
+// ':', NUL or white space, where the kernel's isspace also counts the byte 0xa0.
 func validIfName(name string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("empty interface name")
 	case len(name) > maxIfNameLen:
-		return fmt.Errorf("interface name %q is longer than %d bytes", name, maxIfNameLen)
+		return fmt.Errorf("interface name %q is longer than %d bytes", short(name), maxIfNameLen)
 	case name == "." || name == "..":
 		return fmt.Errorf("interface name %q is not allowed", name)
-	case strings.ContainsAny(name, "/: \t\n\r\v\f"):
-		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
+	case strings.ContainsAny(name, "/: \t\n\r\v\f\x00") || strings.IndexByte(name, 0xa0) >= 0:
+		return fmt.Errorf("interface name %q contains '/', ':', NUL or white space", name)
 	}
 	return nil
+}
+
+// maxShown bounds how much of a value from outside (a name, a path) a message repeats: a 50 MB
+// name must not make a 50 MB log line.
+const maxShown = 64
+
+// short is s, or its first maxShown bytes (whole UTF-8 characters) and how long it was.
+func short(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	cut := maxShown
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", s[:cut], len(s))
 }
 
 // nameCandidates yields want, then want's trailing number counted up (net1 -> net2 -> ...; a name
