@@ -557,7 +557,10 @@ func TestHookConcurrentAttach(t *testing.T) {
 // previous attach failed.
 func TestHookContainerRestart(t *testing.T) {
 	netnstest.RequireRoot(t)
-	t.Run("a half-done attach is finished", func(t *testing.T) {
+	// A hook killed half way leaves a record of what the link had (the kill tests cover that); one
+	// from before records left none, and the addresses are lost: attach must fail, not succeed
+	// with an interface without them. Detach brings the link home, and it can be attached again.
+	t.Run("a half-done attach with no record", func(t *testing.T) {
 		host, pod := netnstest.New(t), netnstest.New(t)
 		h := hook{host: host, lockDir: t.TempDir()}
 		dev, before := device(t, host, 1)
@@ -568,18 +571,19 @@ func TestHookContainerRestart(t *testing.T) {
 		}
 		host.Move(t, dev, pod, "ndp99")
 
-		h.mustRun(t, state(t, specs.StateCreating, 1, b), "attach", "--host-ifname", dev, "--pod-ifname", "net1")
-		if got := ours(t, pod); !slices.Equal(got, []string{"net1"}) {
-			t.Fatalf("our links in the pod = %v, want [net1]", got)
-		}
-		if got := pod.State(t, "net1"); !got.Up || got.Alias != netns.Alias(dev, "") {
-			t.Errorf("net1 in the pod is %+v, want up with our alias", got)
+		o := h.run(t, state(t, specs.StateCreating, 1, b), "attach", "--host-ifname", dev, "--pod-ifname", "net1")
+		if o.code != 1 || !strings.Contains(o.stderr, "no record says what addresses it had") {
+			t.Fatalf("attach: exit %d, stderr %q; want a failure naming the lost addresses", o.code, o.stderr)
 		}
 		h.mustRun(t, state(t, specs.StateStopped, 0, b), "detach", "--host-ifname", dev, "--pod-ifname", "net1")
 		want := before
 		want.Addrs = nil // they died with the killed hook
 		if got := host.State(t, dev); !got.Equal(want) {
 			t.Errorf("%s home is %+v, want %+v", dev, got, want)
+		}
+		h.mustRun(t, state(t, specs.StateCreating, 1, b), "attach", "--host-ifname", dev, "--pod-ifname", "net1")
+		if got := pod.State(t, "net1"); !got.Up || got.Alias != netns.Alias(dev, "") {
+			t.Errorf("net1 in the pod is %+v, want up with our alias", got)
 		}
 	})
 	t.Run("a link re-created on the host stays there", func(t *testing.T) {
@@ -734,5 +738,37 @@ func TestErrorLine(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("%s: errorLine = %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestHookBridgePort: a bridge port moves only with --allow-upper-devices, and comes home into its
+// bridge, in the admin state it had.
+func TestHookBridgePort(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	h := hook{host: host, lockDir: t.TempDir()}
+	dev, _ := device(t, host, 1)
+	br := host.Bridge(t)
+	host.Exec(t, "ip", "link", "set", dev, "master", br)
+	host.Exec(t, "ip", "link", "set", dev, "down")
+	before := host.State(t, dev)
+	b := bundle(t, pod.Path, true)
+	args := []string{"--host-ifname", dev, "--pod-ifname", "net1"}
+
+	o := h.run(t, state(t, specs.StateCreating, 1, b), append([]string{"attach"}, args...)...)
+	if o.code != 1 || !strings.Contains(o.stderr, br+" (its master)") {
+		t.Fatalf("attach without --allow-upper-devices: exit %d, stderr %q", o.code, o.stderr)
+	}
+	args = append(args, "--allow-upper-devices")
+	h.mustRun(t, state(t, specs.StateCreating, 1, b), append([]string{"attach"}, args...)...)
+	if got := pod.State(t, "net1"); !got.Up || !slices.Equal(got.Addrs, before.Addrs) {
+		t.Errorf("net1 in the pod is %+v, want up with %v", got, before.Addrs)
+	}
+	h.mustRun(t, state(t, specs.StateStopped, 0, b), append([]string{"detach"}, args...)...)
+	if got := host.State(t, dev); !got.Equal(before) {
+		t.Errorf("%s home is %+v, want %+v", dev, got, before)
+	}
+	if m := host.Link(t, dev).Attrs().MasterIndex; m != host.Link(t, br).Attrs().Index {
+		t.Errorf("%s came home outside its bridge %s (master %d)", dev, br, m)
 	}
 }

@@ -145,10 +145,17 @@ func (s *space) globalAddrs(l netlink.Link) ([]netlink.Addr, error) {
 	}
 }
 
-// addAddrs puts addresses taken from another link (or namespace) on l, which is now called name.
-func (s *space) addAddrs(l netlink.Link, name string, addrs []netlink.Addr) error {
+// addAddrs puts recorded addresses (taken from another link, or namespace) on l, which is now called
+// name. An address already there is replaced, so adding them again is harmless.
+func (s *space) addAddrs(l netlink.Link, name string, addrs []addrFacts) error {
 	var errs []error
-	for _, a := range addrs {
+	for _, f := range addrs {
+		a, err := f.addr()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		step("addr: add")
 		if err := s.h.AddrReplace(l, portableAddr(a, name)); err != nil {
 			errs = append(errs, fmt.Errorf("add address %s to %s in the %s namespace: %w", a.IPNet, name, s.what, err))
 		}
