@@ -24,8 +24,9 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
 )
 
-// hookBin is the hook binary, built once for the whole package.
-var hookBin string
+// hookBin is the hook binary, built once for the whole package; faultBin is the same built with fault
+// injection (pkg/netns/faultinject.go), which kills itself at a chosen step.
+var hookBin, faultBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "netdevice-hook-test")
@@ -34,9 +35,17 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	hookBin = filepath.Join(dir, "netdevice-hook")
-	if out, err := exec.Command("go", "build", "-o", hookBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build the hook: %v\n%s", err, out)
-		os.Exit(1)
+	faultBin = filepath.Join(dir, "netdevice-hook-faults")
+	for bin, tags := range map[string]string{hookBin: "", faultBin: "netdevice_faultinject"} {
+		if out, err := exec.Command("go", "build", "-tags", tags, "-o", bin, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build the hook (tags %q): %v\n%s", tags, err, out)
+			os.Exit(1)
+		}
+	}
+	// NETDEVICE_HOOK_TEST_BIN runs the tests against another build of the hook (an older one, to
+	// see which tests it fails).
+	if other := os.Getenv("NETDEVICE_HOOK_TEST_BIN"); other != "" {
+		hookBin = other
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)

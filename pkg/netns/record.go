@@ -235,12 +235,20 @@ func (r *record) validate(t Target) error {
 // recordName is the record's file name in the lock directory.
 func (l *deviceLock) recordName() string { return l.key + ".json" }
 
+// tmpName is the file a record is written to before it is renamed into place.
+func (l *deviceLock) tmpName() string { return "." + l.recordName() + ".tmp" }
+
 // errCorruptRecord wraps every failure to read a record that exists.
 var errCorruptRecord = errors.New("unreadable device record")
 
 // readRecord returns the device's record, or nil when there is none. A record that exists but cannot
 // be read, is not a regular file, or does not validate is an error wrapping errCorruptRecord.
 func (l *deviceLock) readRecord(t Target) (*record, error) {
+	// A temporary record is a writer's that was killed before its rename: garbage (only the lock's
+	// holder writes one, and that is us now).
+	if err := unix.Unlinkat(int(l.dir.Fd()), l.tmpName(), 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("remove the temporary device record %s: %w", l.tmpName(), err)
+	}
 	name := l.recordName()
 	f, err := openAt(l.dir, name, unix.O_RDONLY, 0)
 	if errors.Is(err, unix.ENOENT) {
@@ -282,8 +290,7 @@ func (l *deviceLock) writeRecord(r *record) error {
 	if err != nil {
 		return fmt.Errorf("encode the device record: %w", err)
 	}
-	name := l.recordName()
-	tmp := "." + name + ".tmp" // only the lock's holder writes it
+	name, tmp := l.recordName(), l.tmpName() // only the lock's holder writes them
 	f, err := openAt(l.dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("write the device record: %w", err)
