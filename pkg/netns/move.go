@@ -396,9 +396,9 @@ func (s *session) attachOne(pod *space, hl hostLink, f linkFacts) (Moved, func()
 // A device already home, or a pod namespace that is gone, is success. Links of ours an earlier hook
 // left on the host half way (under a travel or pod-side name, without their addresses), or that the
 // kernel handed back from a destroyed namespace, are completed too (Result.Finished). Once a link is
-// home, later failures (an address that cannot be added, a bridge that is gone) are reported and
-// leave it home, with our alias and the record, so that the next hook or the daemon's reconciler
-// tries again.
+// home, later failures (an address that cannot be added) are reported and leave it home, with our
+// alias and the record, so that the next hook or the daemon's reconciler tries again. A bridge or
+// bond that is gone is reported once: the link is complete without it.
 func Detach(podNS string, t Target, o Options) (Result, error) {
 	s, err := begin(t, o)
 	if err != nil {
@@ -507,6 +507,11 @@ func (s *session) detach(pod *space) (Result, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
+		if onlyMasterGone(errs) { // home and complete: said once, not again on every retry
+			if rerr := s.lock.removeRecord(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
 		return res, err
 	}
 	return res, s.lock.removeRecord()
@@ -570,7 +575,10 @@ func settleHome(host *space, from string, f linkFacts) error {
 // alias, so that it is still known as ours and the next hook or reconcile tries again.
 func applyHome(host *space, l netlink.Link, f linkFacts) error {
 	name := f.HostName
-	var errs []error
+	var (
+		errs []error
+		gone error // the master is gone: the link is complete without it
+	)
 	if f.MTU > 0 && l.Attrs().MTU != f.MTU {
 		step("home: mtu")
 		if err := host.h.LinkSetMTU(l, f.MTU); err != nil {
@@ -582,8 +590,8 @@ func applyHome(host *space, l netlink.Link, f linkFacts) error {
 		switch {
 		case err != nil:
 			errs = append(errs, err)
-		case m == nil:
-			errs = append(errs, fmt.Errorf("put %s back into %s: %s is gone", name, f.Master, f.Master))
+		case m == nil: // nothing to put it back into: it comes home without, and that is said
+			gone = fmt.Errorf("%w: %s came home outside any bridge or bond: its master %s is gone", errMasterGone, name, f.Master)
 		case l.Attrs().MasterIndex != m.Attrs().Index:
 			step("home: master")
 			if err := host.h.LinkSetMaster(l, m); err != nil {
@@ -613,7 +621,20 @@ func applyHome(host *space, l netlink.Link, f linkFacts) error {
 			return fmt.Errorf("set alias of %s: %w", name, err)
 		}
 	}
-	return nil
+	return gone
+}
+
+// errMasterGone: a link came home complete but for its bridge or bond, which no longer exists.
+var errMasterGone = errors.New("master gone")
+
+// onlyMasterGone reports whether every error is errMasterGone: the links are home and complete.
+func onlyMasterGone(errs []error) bool {
+	for _, err := range errs {
+		if !errors.Is(err, errMasterGone) {
+			return false
+		}
+	}
+	return true
 }
 
 // transfer moves l from one namespace to the other, returning the link as the far side sees it. It

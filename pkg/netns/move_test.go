@@ -928,3 +928,32 @@ func TestAttachConcurrentIntoOnePod(t *testing.T) {
 		}
 	}
 }
+
+// TestDetachMasterGone: the bridge a port came from was deleted while it was in the pod. Detach
+// brings it home complete but for the bridge and says so once; the next detach is a plain success.
+func TestDetachMasterGone(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	dev, _ := host.Veth(t)
+	br := host.Bridge(t)
+	host.Exec(t, "ip", "link", "set", dev, "master", br)
+	before := prepare(t, host, dev, "198.18.47.1/24")
+	opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir(), AllowUpperDevices: true}
+	if _, err := Attach(pod.Path, Target{HostName: dev}, opts); err != nil {
+		t.Fatal(err)
+	}
+	host.Exec(t, "ip", "link", "del", br)
+	res, err := Detach(pod.Path, Target{HostName: dev}, opts)
+	if err == nil || !strings.Contains(err.Error(), "its master "+br+" is gone") || len(res.Moved) != 1 {
+		t.Fatalf("Detach = %+v, %v; want it home and the bridge reported gone", res, err)
+	}
+	if got := host.State(t, dev); !got.Equal(before) || host.Link(t, dev).Attrs().MasterIndex != 0 {
+		t.Errorf("%s home is %+v (master %d), want %+v outside any bridge", dev, got, host.Link(t, dev).Attrs().MasterIndex, before)
+	}
+	if res, err := Detach(pod.Path, Target{HostName: dev}, opts); err != nil || !res.Already {
+		t.Errorf("Detach again = %+v, %v; want Already", res, err)
+	}
+	if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+		t.Errorf("the lock directory keeps %v", got)
+	}
+}

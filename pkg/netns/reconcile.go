@@ -91,8 +91,9 @@ func reconcileOne(host *space, lockDir string, l netlink.Link, hostName, pci str
 	if !ok { // no record of it: its name back, our alias cleared, nothing else changed
 		f = linkFacts{HostName: hostName, MTU: cur.Attrs().MTU, Up: isUp(cur)}
 	}
-	if err := settleHome(host, name, f); err != nil {
-		return Returned{}, err
+	settled := settleHome(host, name, f)
+	if settled != nil && !errors.Is(settled, errMasterGone) {
+		return Returned{}, settled
 	}
 	if rec != nil {
 		complete := true
@@ -112,6 +113,9 @@ func reconcileOne(host *space, lockDir string, l netlink.Link, hostName, pci str
 				return Returned{}, err
 			}
 		}
+	}
+	if settled != nil { // home and complete, but for its master
+		return Returned{}, settled
 	}
 	return Returned{From: name, To: hostName, PCIAddress: pci}, nil
 }

@@ -4,9 +4,14 @@
 //
 // A link that this package moved carries its host name (and, for a PCI function, its PCI address) in
 // IFLA_IFALIAS, so the way home is known even after the link was renamed inside the pod and even on
-// kernels that do not report a link's parent device. That alias replaces whatever alias the link had:
-// a failed attach restores the old one, but a successful detach clears it, so an alias an
-// administrator gave a pooled link is gone after its first trip into a pod.
+// kernels that do not report a link's parent device. That alias replaces whatever alias the link had
+// while it is away; the old one is restored when it is home.
+//
+// What a link must get back (the kernel flushes its addresses, takes it out of its bridge and sets
+// it down when it changes namespace) is written down durably before anything changes it, in the
+// device's record beside its lock (see record.go), and kept until the link is complete at home. Any
+// hook on the device, and the reconciler, reads it first and finishes what a killed hook left half
+// way. Our alias on a link marks it as away from home: in a pod, or on its way in or out.
 package netns
 
 import (
