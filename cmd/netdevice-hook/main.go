@@ -13,8 +13,15 @@
 //
 // The OCI state arrives on stdin; the network namespace comes from <bundle>/config.json. The host
 // namespace is the hook's own (the runtime's). It prints nothing on success; on failure one line on
-// stderr and exit status 1, so the runtime fails the container instead of starting it without its
-// interface.
+// stderr (at most 4 KiB, values from outside clipped) and exit status 1, so the runtime fails the
+// container instead of starting it without its interface.
+//
+// --lock-dir (default /run/netdevice-plugin/locks) holds, per device, its lock file
+// (link-<name>.lock, pci-<address>.lock), which hooks on one device serialize on, and its record
+// (link-<name>.json, pci-<address>.json): what the device's links had on the host, written before
+// the first change and kept until they are home again, from which any later hook (and the daemon)
+// finishes what a killed hook left half way. Neither is ever followed through a symlink. A record
+// that cannot be read fails the hook and changes nothing; check the links by hand, then remove it.
 package main
 
 import (
