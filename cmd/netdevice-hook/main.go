@@ -2,14 +2,26 @@
 // runtime to run: createRuntime "attach" moves the device into the container's network namespace,
 // poststop "detach" brings it home.
 //
-//	netdevice-hook attach --pci-address 0000:3b:01.0 [--pod-ifname net1] [--sysfs-root /sys] [--lock-dir DIR]
+//	netdevice-hook attach --pci-address 0000:3b:01.0 [--pod-ifname net1] [--sysfs-root /sys] [--lock-dir DIR] [--allow-upper-devices]
 //	netdevice-hook attach --host-ifname dummy0       [--pod-ifname net1]
 //	netdevice-hook detach --pci-address ... | --host-ifname ...   [same options]
 //
+// --allow-upper-devices lets attach move a link that other links are bound to: a vxlan, macvlan or
+// VLAN on it (the kernel deletes them when it leaves), its bridge or bond (it leaves them; detach
+// puts it back). Without it such a link is refused. A link carrying the host's default route, itself
+// or beneath the link that holds it, is refused either way.
+//
 // The OCI state arrives on stdin; the network namespace comes from <bundle>/config.json. The host
 // namespace is the hook's own (the runtime's). It prints nothing on success; on failure one line on
-// stderr and exit status 1, so the runtime fails the container instead of starting it without its
-// interface.
+// stderr (at most 4 KiB, values from outside clipped) and exit status 1, so the runtime fails the
+// container instead of starting it without its interface.
+//
+// --lock-dir (default /run/netdevice-plugin/locks) holds, per device, its lock file
+// (link-<name>.lock, pci-<address>.lock), which hooks on one device serialize on, and its record
+// (link-<name>.json, pci-<address>.json): what the device's links had on the host, written before
+// the first change and kept until they are home again, from which any later hook (and the daemon)
+// finishes what a killed hook left half way. Neither is ever followed through a symlink. A record
+// that cannot be read fails the hook and changes nothing; check the links by hand, then remove it.
 package main
 
 import (
@@ -18,10 +30,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"unicode/utf8"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -31,9 +46,23 @@ import (
 // maxStateBytes bounds what is read from stdin: an OCI state is a few hundred bytes.
 const maxStateBytes = 1 << 20
 
+// maxConfigBytes bounds what is read of <bundle>/config.json: a large spec (thousands of mounts and
+// environment variables) is a few hundred KiB.
+const maxConfigBytes = 16 << 20
+
+// maxLine bounds the one line the hook prints on failure: values from outside (names, paths, IDs)
+// are clipped where they are quoted, and the line as a whole is clipped here.
+const maxLine = 4096
+
+// maxShown bounds how much of one value from outside a message repeats.
+const maxShown = 64
+
+// maxWord is the longest word errorLine prints unclipped: no word of a message of ours is that long.
+const maxWord = 256
+
 func main() {
 	if err := run(os.Args[1:], os.Stdin); err != nil {
-		fmt.Fprintln(os.Stderr, "netdevice-hook: "+oneLine(err.Error()))
+		fmt.Fprintln(os.Stderr, errorLine(err))
 		os.Exit(1)
 	}
 }
@@ -43,7 +72,7 @@ var errNoNamespace = errors.New("container has no network namespace")
 
 func run(args []string, stdin io.Reader) error {
 	if len(args) == 0 || (args[0] != "attach" && args[0] != "detach") {
-		return errors.New("usage: netdevice-hook attach|detach --pci-address ADDR|--host-ifname NAME [--pod-ifname NAME] [--sysfs-root DIR] [--lock-dir DIR] < OCI state")
+		return errors.New("usage: netdevice-hook attach|detach --pci-address ADDR|--host-ifname NAME [--pod-ifname NAME] [--sysfs-root DIR] [--lock-dir DIR] [--allow-upper-devices] < OCI state")
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -57,11 +86,12 @@ func run(args []string, stdin io.Reader) error {
 	fs.StringVar(&o.PodIfName, "pod-ifname", "", "name inside the pod (net1; taken -> net2, ...); default: the host name")
 	fs.StringVar(&o.SysfsRoot, "sysfs-root", netns.DefaultSysfsRoot, "where sysfs is mounted")
 	fs.StringVar(&o.LockDir, "lock-dir", netns.DefaultLockDir, "directory of the per-device lock files")
+	fs.BoolVar(&o.AllowUpperDevices, "allow-upper-devices", false, "move a link that other links are bound to (a vxlan or macvlan on it, its bridge or bond)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q", cmd, fs.Arg(0))
+		return fmt.Errorf("%s: unexpected argument %q", cmd, clip(fs.Arg(0)))
 	}
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
@@ -76,7 +106,7 @@ func run(args []string, stdin io.Reader) error {
 		return nil // nothing can hold the device any more
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s: container %s: %w", cmd, t, state.ID, err)
+		return fmt.Errorf("%s %s: container %s: %w", cmd, t, clip(state.ID), err)
 	}
 
 	if cmd == "attach" {
@@ -85,16 +115,19 @@ func run(args []string, stdin io.Reader) error {
 		_, err = netns.Detach(nsPath, t, o)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: container %s: %w", cmd, state.ID, err)
+		return fmt.Errorf("%s: container %s: %w", cmd, clip(state.ID), err)
 	}
 	return nil
 }
 
 // readState decodes the OCI state the runtime writes on the hook's stdin.
 func readState(r io.Reader) (*specs.State, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxStateBytes))
+	data, err := io.ReadAll(io.LimitReader(r, maxStateBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read OCI state from stdin: %w", err)
+	}
+	if len(data) > maxStateBytes {
+		return nil, fmt.Errorf("OCI state on stdin is larger than %d bytes", maxStateBytes)
 	}
 	var st specs.State
 	if err := json.Unmarshal(data, &st); err != nil {
@@ -111,13 +144,43 @@ func readState(r io.Reader) (*specs.State, error) {
 // created for the container's own process. errNoNamespace when there is none to act on.
 func networkNamespace(st *specs.State) (string, error) {
 	path := filepath.Join(st.Bundle, "config.json")
-	data, err := os.ReadFile(path)
+	data, err := readConfig(path)
 	if err != nil {
-		return "", fmt.Errorf("bundle config: %w", err)
+		return "", fmt.Errorf("bundle config %s: %w", clip(path), err)
 	}
+	return namespaceFromConfig(st, data)
+}
+
+// readConfig reads a bundle's config.json: a regular file (opened without blocking, so that a FIFO
+// in its place cannot hang the hook) of at most maxConfigBytes.
+func readConfig(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, pathless(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, pathless(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return nil, pathless(err)
+	}
+	if len(data) > maxConfigBytes {
+		return nil, fmt.Errorf("larger than %d bytes", maxConfigBytes)
+	}
+	return data, nil
+}
+
+// namespaceFromConfig is networkNamespace once config.json is read.
+func namespaceFromConfig(st *specs.State, data []byte) (string, error) {
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
-		return "", fmt.Errorf("bundle config %s: %w", path, err)
+		return "", fmt.Errorf("bundle config: %w", err)
 	}
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
@@ -125,17 +188,62 @@ func networkNamespace(st *specs.State) (string, error) {
 				continue
 			}
 			if ns.Path != "" {
+				if !filepath.IsAbs(ns.Path) { // the runtime spec requires an absolute path
+					return "", fmt.Errorf("bundle config: network namespace path %q is not absolute", clip(ns.Path))
+				}
 				return ns.Path, nil
 			}
 			if st.Pid > 0 {
 				return "/proc/" + strconv.Itoa(st.Pid) + "/ns/net", nil
 			}
-			return "", fmt.Errorf("%w: its own namespace died with process %d (status %q)", errNoNamespace, st.Pid, st.Status)
+			return "", fmt.Errorf("%w: its own namespace died with process %d (status %q)", errNoNamespace, st.Pid, clip(string(st.Status)))
 		}
 	}
-	return "", fmt.Errorf("%w: %s shares the runtime's network namespace", errNoNamespace, path)
+	return "", fmt.Errorf("%w: the bundle config shares the runtime's network namespace", errNoNamespace)
 }
 
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+// pathless drops the path a *fs.PathError repeats: the caller names the file, clipped.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
+
+// clip is s, or its first maxShown bytes (whole UTF-8 characters) and how long it was.
+func clip(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	cut := maxShown
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", s[:cut], len(s))
+}
+
+// errorLine is the one line printed for err: "netdevice-hook: " and the message with its white space
+// folded, at most maxLine bytes, valid UTF-8.
+func errorLine(err error) string {
+	msg := err.Error()
+	if len(msg) > 4*maxLine { // fold no more than can be shown
+		msg = msg[:4*maxLine]
+	}
+	words := strings.Fields(msg)
+	for i, w := range words {
+		if len(w) > maxWord { // a value some library repeated whole (the flag package does)
+			words[i] = clip(w)
+		}
+	}
+	line := "netdevice-hook: " + strings.Join(words, " ")
+	if len(line) > maxLine {
+		const more = "... (message clipped)"
+		cut := maxLine - len(more)
+		for cut > 0 && !utf8.RuneStart(line[cut]) {
+			cut--
+		}
+		line = line[:cut] + more
+	}
+	return strings.ToValidUTF8(line, "?")
 }

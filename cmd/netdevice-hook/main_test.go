@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -21,8 +24,9 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
 )
 
-// hookBin is the hook binary, built once for the whole package.
-var hookBin string
+// hookBin is the hook binary, built once for the whole package; faultBin is the same built with fault
+// injection (pkg/netns/faultinject.go), which kills itself at a chosen step.
+var hookBin, faultBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "netdevice-hook-test")
@@ -31,9 +35,17 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	hookBin = filepath.Join(dir, "netdevice-hook")
-	if out, err := exec.Command("go", "build", "-o", hookBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build the hook: %v\n%s", err, out)
-		os.Exit(1)
+	faultBin = filepath.Join(dir, "netdevice-hook-faults")
+	for bin, tags := range map[string]string{hookBin: "", faultBin: "netdevice_faultinject"} {
+		if out, err := exec.Command("go", "build", "-tags", tags, "-o", bin, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build the hook (tags %q): %v\n%s", tags, err, out)
+			os.Exit(1)
+		}
+	}
+	// NETDEVICE_HOOK_TEST_BIN runs the tests against another build of the hook (an older one, to
+	// see which tests it fails).
+	if other := os.Getenv("NETDEVICE_HOOK_TEST_BIN"); other != "" {
+		hookBin = other
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
@@ -60,7 +72,9 @@ func (h hook) run(t testing.TB, stdin []byte, args ...string) outcome {
 	if h.host != nil && h.host.Name != "" {
 		argv = append([]string{"ip", "netns", "exec", h.host.Name}, argv...)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a hung hook fails the test
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -315,11 +329,42 @@ func TestHookFailuresLeaveTheLinkAlone(t *testing.T) {
 	host.AddAddr(t, policy, "198.19.2.2/24")
 	host.Exec(t, "ip", "route", "add", "default", "via", "198.19.2.1", "dev", policy, "table", "100")
 	host.Exec(t, "ip", "rule", "add", "from", "198.19.2.2", "table", "100")
+	// The node cut off: a vxlan holds the default route; its lower device is pooled.
+	underlay, _ := host.Veth(t)
+	host.AddAddr(t, underlay, "198.19.3.2/24")
+	vx := netnstest.Name("ndv")
+	host.Exec(t, "ip", "link", "add", vx, "type", "vxlan", "id", "5", "dev", underlay, "dstport", "4789", "remote", "198.19.3.1")
+	host.Exec(t, "ip", "link", "set", vx, "up")
+	host.AddAddr(t, vx, "198.19.4.2/24")
+	host.Exec(t, "ip", "route", "add", "default", "via", "198.19.4.1", "dev", vx, "metric", "200")
+	split, _ := host.Veth(t) // a VPN-style split default route
+	host.AddAddr(t, split, "198.19.5.2/24")
+	host.Exec(t, "ip", "route", "add", "0.0.0.0/1", "via", "198.19.5.1", "dev", split)
+	host.Exec(t, "ip", "route", "add", "128.0.0.0/1", "via", "198.19.5.1", "dev", split)
+	lower, _ := host.Veth(t) // a macvlan on it, no default route anywhere near
+	host.Macvlan(t, lower)
 	protected := map[string]netnstest.LinkState{}
-	for _, l := range []string{router, port, parent, policy} {
+	for _, l := range []string{router, port, parent, policy, underlay, vx, split, lower} {
 		protected[l] = host.State(t, l)
 	}
 	sysfs := t.TempDir()
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plainFile := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(plainFile, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fifoConfig := t.TempDir() // its config.json is a FIFO nobody writes
+	if err := unix.Mkfifo(filepath.Join(fifoConfig, "config.json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hugeConfig := t.TempDir()
+	if err := os.WriteFile(filepath.Join(hugeConfig, "config.json"), bytes.Repeat([]byte(" "), 16<<20+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hugeState := append(state(t, specs.StateCreating, 1, bundle(t, pod.Path, true)), bytes.Repeat([]byte(" "), 1<<20)...)
 
 	good := bundle(t, pod.Path, true)
 	tests := []struct {
@@ -340,6 +385,16 @@ func TestHookFailuresLeaveTheLinkAlone(t *testing.T) {
 		{name: "port of the default route's bridge", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", port}, wantErr: "refusing to move " + port + ": it carries the host's default route"},
 		{name: "parent of the default route's macvlan", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", parent}, wantErr: "refusing to move " + parent + ": it carries the host's default route"},
 		{name: "default route of table 100", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", policy}, wantErr: "refusing to move " + policy + ": it carries the host's default route"},
+		{name: "lower device of the vxlan with the default route", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", underlay, "--allow-upper-devices"}, wantErr: "refusing to move " + underlay + ": it carries the host's default route"},
+		{name: "split default route", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", split}, wantErr: "refusing to move " + split + ": it carries the host's default route"},
+		{name: "a macvlan on it", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", lower}, wantErr: "refusing to move " + lower + ": other links are bound to it (ndm"},
+		{name: "namespace path is a FIFO", stdin: state(t, specs.StateCreating, 1, bundle(t, fifo, true)), args: []string{"attach", "--host-ifname", dev}, wantErr: "not a namespace file"},
+		{name: "namespace path is a plain file", stdin: state(t, specs.StateCreating, 1, bundle(t, plainFile, true)), args: []string{"attach", "--host-ifname", dev}, wantErr: "not a namespace file"},
+		{name: "namespace path is a mount namespace", stdin: state(t, specs.StateCreating, 1, bundle(t, "/proc/self/ns/mnt", true)), args: []string{"attach", "--host-ifname", dev}, wantErr: "not a network namespace"},
+		{name: "namespace path is relative", stdin: state(t, specs.StateCreating, 1, bundle(t, "run/netns/x", true)), args: []string{"attach", "--host-ifname", dev}, wantErr: "is not absolute"},
+		{name: "config.json is a FIFO", stdin: state(t, specs.StateCreating, 1, fifoConfig), args: []string{"attach", "--host-ifname", dev}, wantErr: "not a regular file"},
+		{name: "config.json over 16 MiB", stdin: state(t, specs.StateCreating, 1, hugeConfig), args: []string{"attach", "--host-ifname", dev}, wantErr: "larger than 16777216 bytes"},
+		{name: "OCI state over 1 MiB", stdin: hugeState, args: []string{"attach", "--host-ifname", dev}, wantErr: "larger than 1048576 bytes"},
 		{name: "no device named", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach"}, wantErr: "neither a PCI address nor a host interface"},
 		{name: "unknown flag", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--colour", "red"}, wantErr: "flag provided but not defined: -colour"},
 		{name: "unknown verb", stdin: state(t, specs.StateCreating, 1, good), args: []string{"move", "--host-ifname", dev}, wantErr: "usage"},
@@ -511,7 +566,10 @@ func TestHookConcurrentAttach(t *testing.T) {
 // previous attach failed.
 func TestHookContainerRestart(t *testing.T) {
 	netnstest.RequireRoot(t)
-	t.Run("a half-done attach is finished", func(t *testing.T) {
+	// A hook killed half way leaves a record of what the link had (the kill tests cover that); one
+	// from before records left none, and the addresses are lost: attach must fail, not succeed
+	// with an interface without them. Detach brings the link home, and it can be attached again.
+	t.Run("a half-done attach with no record", func(t *testing.T) {
 		host, pod := netnstest.New(t), netnstest.New(t)
 		h := hook{host: host, lockDir: t.TempDir()}
 		dev, before := device(t, host, 1)
@@ -522,18 +580,19 @@ func TestHookContainerRestart(t *testing.T) {
 		}
 		host.Move(t, dev, pod, "ndp99")
 
-		h.mustRun(t, state(t, specs.StateCreating, 1, b), "attach", "--host-ifname", dev, "--pod-ifname", "net1")
-		if got := ours(t, pod); !slices.Equal(got, []string{"net1"}) {
-			t.Fatalf("our links in the pod = %v, want [net1]", got)
-		}
-		if got := pod.State(t, "net1"); !got.Up || got.Alias != netns.Alias(dev, "") {
-			t.Errorf("net1 in the pod is %+v, want up with our alias", got)
+		o := h.run(t, state(t, specs.StateCreating, 1, b), "attach", "--host-ifname", dev, "--pod-ifname", "net1")
+		if o.code != 1 || !strings.Contains(o.stderr, "no record says what addresses it had") {
+			t.Fatalf("attach: exit %d, stderr %q; want a failure naming the lost addresses", o.code, o.stderr)
 		}
 		h.mustRun(t, state(t, specs.StateStopped, 0, b), "detach", "--host-ifname", dev, "--pod-ifname", "net1")
 		want := before
 		want.Addrs = nil // they died with the killed hook
 		if got := host.State(t, dev); !got.Equal(want) {
 			t.Errorf("%s home is %+v, want %+v", dev, got, want)
+		}
+		h.mustRun(t, state(t, specs.StateCreating, 1, b), "attach", "--host-ifname", dev, "--pod-ifname", "net1")
+		if got := pod.State(t, "net1"); !got.Up || got.Alias != netns.Alias(dev, "") {
+			t.Errorf("net1 in the pod is %+v, want up with our alias", got)
 		}
 	})
 	t.Run("a link re-created on the host stays there", func(t *testing.T) {
@@ -605,5 +664,120 @@ func TestHookInTheRealHostNamespace(t *testing.T) {
 	h.mustRun(t, state(t, specs.StateStopped, 0, b), "detach", "--host-ifname", dev, "--pod-ifname", "net1")
 	if got := host.State(t, dev); !got.Equal(before) {
 		t.Errorf("%s home is %+v, want %+v", dev, got, before)
+	}
+}
+
+// TestHookBoundsWhatItPrints: values from outside (flags, the OCI state, config.json) are repeated
+// in the error line clipped, never whole.
+func TestHookBoundsWhatItPrints(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host := netnstest.New(t)
+	h := hook{host: host, lockDir: t.TempDir()}
+	big := strings.Repeat("x", 100<<10) // an argument's limit is 128 KiB
+	huge := strings.Repeat("y", 10<<20)
+	dev, _ := device(t, host, 1)
+	withState := func(id, bundle string) []byte {
+		data, err := json.Marshal(specs.State{Version: specs.Version, ID: id, Status: specs.StateCreating, Pid: 1, Bundle: bundle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	good := bundle(t, netnstest.New(t).Path, true)
+	tests := []struct {
+		name    string
+		stdin   []byte
+		lockDir string
+		args    []string
+		wantErr string
+	}{
+		{name: "long host name", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", big}, wantErr: "is longer than 15 bytes"},
+		{name: "long pod name", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--pod-ifname", big}, wantErr: "is longer than 15 bytes"},
+		{name: "long PCI address", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--pci-address", big}, wantErr: "is not of the form"},
+		{name: "long unknown flag", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--" + big}, wantErr: "flag provided but not defined"},
+		{name: "long stray argument", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, big}, wantErr: "unexpected argument"},
+		{name: "long lock directory", stdin: state(t, specs.StateCreating, 1, good), lockDir: "/proc/" + big, args: []string{"attach", "--host-ifname", dev}, wantErr: "lock directory"},
+		{name: "long container ID", stdin: withState(strings.Repeat("i", 900<<10), filepath.Join(t.TempDir(), "gone")), args: []string{"attach", "--host-ifname", dev}, wantErr: "bundle config"},
+		{name: "long bundle path", stdin: withState("c1", "/"+strings.Repeat("b/", 400<<10)), args: []string{"attach", "--host-ifname", dev}, wantErr: "bundle config"},
+		{name: "long namespace path", stdin: state(t, specs.StateCreating, 1, bundle(t, "/run/netns/"+huge, true)), args: []string{"attach", "--host-ifname", dev}, wantErr: "open pod network namespace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := h
+			if tt.lockDir != "" {
+				h.lockDir = tt.lockDir
+			}
+			o := h.run(t, tt.stdin, tt.args...)
+			if o.code != 1 || o.stdout != "" {
+				t.Errorf("exit %d, stdout %q; want 1 and nothing", o.code, o.stdout)
+			}
+			if len(o.stderr) > 4097 || strings.Count(o.stderr, "\n") != 1 {
+				t.Errorf("stderr is %d bytes, %d lines; want one line of at most 4096 bytes", len(o.stderr), strings.Count(o.stderr, "\n"))
+			}
+			if len(o.stderr) > 1024 {
+				t.Errorf("stderr is %d bytes: a value was repeated whole: %.200q", len(o.stderr), o.stderr)
+			}
+			if !strings.Contains(o.stderr, tt.wantErr) {
+				t.Errorf("stderr %.300q lacks %q", o.stderr, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestErrorLine(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string // the whole line, or its start when clipped
+		max  int
+	}{
+		{name: "folds white space", err: errors.New("a\n\tb  c"), want: "netdevice-hook: a b c"},
+		{name: "clips", err: errors.New(strings.Repeat("éé ", 5000)), want: "netdevice-hook: éé éé", max: 4096},
+		{name: "invalid UTF-8 replaced", err: errors.New("bad \xff name"), want: "netdevice-hook: bad ? name"},
+		{name: "a long word is clipped", err: errors.New("flag: -" + strings.Repeat("x", 300) + " end"), want: "netdevice-hook: flag: -" + strings.Repeat("x", 63) + "...(301 bytes) end"},
+	}
+	for _, tt := range tests {
+		got := errorLine(tt.err)
+		if tt.max > 0 {
+			if len(got) > tt.max || !strings.HasPrefix(got, tt.want) || !strings.HasSuffix(got, "(message clipped)") || !utf8.ValidString(got) {
+				t.Errorf("%s: errorLine is %d bytes, %.40q...%q", tt.name, len(got), got, got[len(got)-30:])
+			}
+			continue
+		}
+		if got != tt.want {
+			t.Errorf("%s: errorLine = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestHookBridgePort: a bridge port moves only with --allow-upper-devices, and comes home into its
+// bridge, in the admin state it had.
+func TestHookBridgePort(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	h := hook{host: host, lockDir: t.TempDir()}
+	dev, _ := device(t, host, 1)
+	br := host.Bridge(t)
+	host.Exec(t, "ip", "link", "set", dev, "master", br)
+	host.Exec(t, "ip", "link", "set", dev, "down")
+	before := host.State(t, dev)
+	b := bundle(t, pod.Path, true)
+	args := []string{"--host-ifname", dev, "--pod-ifname", "net1"}
+
+	o := h.run(t, state(t, specs.StateCreating, 1, b), append([]string{"attach"}, args...)...)
+	if o.code != 1 || !strings.Contains(o.stderr, br+" (its master)") {
+		t.Fatalf("attach without --allow-upper-devices: exit %d, stderr %q", o.code, o.stderr)
+	}
+	args = append(args, "--allow-upper-devices")
+	h.mustRun(t, state(t, specs.StateCreating, 1, b), append([]string{"attach"}, args...)...)
+	if got := pod.State(t, "net1"); !got.Up || !slices.Equal(got.Addrs, before.Addrs) {
+		t.Errorf("net1 in the pod is %+v, want up with %v", got, before.Addrs)
+	}
+	h.mustRun(t, state(t, specs.StateStopped, 0, b), append([]string{"detach"}, args...)...)
+	if got := host.State(t, dev); !got.Equal(before) {
+		t.Errorf("%s home is %+v, want %+v", dev, got, before)
+	}
+	if m := host.Link(t, dev).Attrs().MasterIndex; m != host.Link(t, br).Attrs().Index {
+		t.Errorf("%s came home outside its bridge %s (master %d)", dev, br, m)
 	}
 }

@@ -1,13 +1,23 @@
-// Package defroute finds the links of a network namespace that carry its default route: the links
-// an IPv4 or IPv6 default route of any routing table goes out of, and every link beneath them (bridge
-// and bond ports, the parent of a VLAN, macvlan or ipvlan), since moving any of them away cuts the
-// node off. Discovery uses it to keep such links out of pools, and the hook to refuse them, so both
-// apply the same rule. It depends on netlink alone, to keep the hook binary small.
+// Package defroute finds the links of a network namespace that carry its default route, and the
+// links other links are bound to. Discovery uses it to keep carriers out of pools and the hook to
+// refuse them, so both apply the same rule. It depends on netlink alone, to keep the hook binary
+// small.
+//
+// A carrier is a link that a default route of any routing table goes out of, and every link beneath
+// one, transitively: the ports of a bridge or bond (their master is above them), the device a VLAN,
+// macvlan, ipvlan or macsec link sits on (IFLA_LINK), the device a vxlan or an ip tunnel (gre, ipip,
+// sit, ip6tnl, vti) is bound to. Moving any of them cuts the node off: moving a vxlan's or a
+// macvlan's lower device makes the kernel delete the upper link, and its routes with it.
+//
+// A default route is a unicast route to a prefix of at most DefaultPrefixBits bits: 0.0.0.0/0 and
+// ::/0, and the split defaults VPN clients install so as to win over the real one without replacing
+// it (0.0.0.0/1 + 128.0.0.0/1, ::/1 + 8000::/1, OpenVPN's 2000::/4 + 3000::/4).
 package defroute
 
 import (
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -17,21 +27,44 @@ import (
 // links or routes keep changing under the dump.
 const Tries = 5
 
+// DefaultPrefixBits is the longest prefix a route may have and still count as a default route: a
+// route that short sends the bulk of the node's traffic (the shortest LAN or cluster routes are /8).
+const DefaultPrefixBits = 4
+
 // lister is the part of *netlink.Handle that Carriers reads through.
 type lister interface {
 	LinkList() ([]netlink.Link, error)
 	RouteListFiltered(family int, filter *netlink.Route, filterMask uint64) ([]netlink.Route, error)
 }
 
-// Carriers lists the namespace's links and returns them with the set of indexes of those carrying a
-// default route. A dump the kernel marks interrupted (links or routes changed meanwhile) may miss
-// entries, so it is retried; after Tries interrupted attempts Carriers fails (the error wraps
-// netlink.ErrDumpInterrupted) rather than answer from a partial view.
-func Carriers(h *netlink.Handle) (links []netlink.Link, carriers map[int]bool, err error) {
-	return carriersFrom(h)
+// View is one consistent read of a namespace's links and default-route carriers.
+type View struct {
+	Links []netlink.Link
+	// Carriers holds the indexes of the links that carry a default route, themselves or beneath one.
+	Carriers map[int]bool
+	// Uppers maps a link's index to the links bound to it (see Lowers), and its master: the links
+	// the kernel deletes or detaches when it leaves the namespace. Sorted by index.
+	Uppers map[int][]int
 }
 
-func carriersFrom(l lister) ([]netlink.Link, map[int]bool, error) {
+// Read lists the namespace's links and routes once and derives the carriers and upper links. A dump
+// the kernel marks interrupted (links or routes changed meanwhile) may miss entries, so it is
+// retried; after Tries interrupted attempts Read fails (the error wraps netlink.ErrDumpInterrupted)
+// rather than answer from a partial view.
+func Read(h *netlink.Handle) (*View, error) {
+	return readFrom(h)
+}
+
+// Carriers is Read for callers that need only the links and the carriers (discovery).
+func Carriers(h *netlink.Handle) (links []netlink.Link, carriers map[int]bool, err error) {
+	v, err := readFrom(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v.Links, v.Carriers, nil
+}
+
+func readFrom(l lister) (*View, error) {
 	var err error
 	for range Tries {
 		var (
@@ -48,11 +81,11 @@ func carriersFrom(l lister) ([]netlink.Link, map[int]bool, error) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return links, carriersOf(links, routes), nil
+		return &View{Links: links, Carriers: carriersOf(links, routes), Uppers: uppersOf(links)}, nil
 	}
-	return nil, nil, fmt.Errorf("links or routes kept changing during %d dumps: %w", Tries, err)
+	return nil, fmt.Errorf("links or routes kept changing during %d dumps: %w", Tries, err)
 }
 
 // carriersOf returns the indexes of the links that default routes go out of, and of the links
@@ -60,7 +93,7 @@ func carriersFrom(l lister) ([]netlink.Link, map[int]bool, error) {
 func carriersOf(links []netlink.Link, routes []netlink.Route) map[int]bool {
 	carriers := map[int]bool{}
 	for _, r := range routes {
-		if !isDefault(r) {
+		if !IsDefault(r) {
 			continue
 		}
 		if r.LinkIndex > 0 {
@@ -76,29 +109,33 @@ func carriersOf(links []netlink.Link, routes []netlink.Route) map[int]bool {
 	return carriers
 }
 
-// isDefault reports whether r is a unicast default route (0.0.0.0/0 or ::/0). Other types (local,
-// blackhole, unreachable, ...) deliver nothing through a link.
-func isDefault(r netlink.Route) bool {
+// IsDefault reports whether r is a unicast route to a prefix of at most DefaultPrefixBits bits. Other
+// types (local, blackhole, unreachable, ...) deliver nothing through a link.
+func IsDefault(r netlink.Route) bool {
 	if r.Type != unix.RTN_UNICAST {
 		return false
 	}
 	if r.Dst == nil {
 		return true
 	}
-	ones, _ := r.Dst.Mask.Size()
-	return ones == 0
+	ones, bits := r.Dst.Mask.Size()
+	return bits != 0 && ones <= DefaultPrefixBits
 }
 
-// addLowerLinks grows the set with the links beneath its members until nothing changes: ports whose
-// master is in the set, and the parents of set members (VLAN, macvlan, ipvlan).
+// addLowerLinks grows the set with the links beneath its members until nothing changes: the lower
+// devices of set members, and ports whose master is in the set.
 func addLowerLinks(set map[int]bool, links []netlink.Link) {
 	for changed := true; changed; {
 		changed = false
 		for _, l := range links {
 			a := l.Attrs()
-			if set[a.Index] && hasLowerParent(l) && !set[a.ParentIndex] {
-				set[a.ParentIndex] = true
-				changed = true
+			if set[a.Index] {
+				for _, lower := range Lowers(l) {
+					if !set[lower] {
+						set[lower] = true
+						changed = true
+					}
+				}
 			}
 			if !set[a.Index] && a.MasterIndex > 0 && set[a.MasterIndex] {
 				set[a.Index] = true
@@ -108,17 +145,75 @@ func addLowerLinks(set map[int]bool, links []netlink.Link) {
 	}
 }
 
-// hasLowerParent reports whether the link's IFLA_LINK names a lower device of this namespace that
-// carries its traffic. A veth's IFLA_LINK is its peer, and an index with a link-netnsid belongs to
-// another namespace, so neither counts.
-func hasLowerParent(l netlink.Link) bool {
+// uppersOf maps each link bound to by another to those links, its master included.
+func uppersOf(links []netlink.Link) map[int][]int {
+	up := map[int][]int{}
+	add := func(lower, upper int) {
+		for _, u := range up[lower] {
+			if u == upper {
+				return
+			}
+		}
+		up[lower] = append(up[lower], upper)
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		for _, lower := range Lowers(l) {
+			add(lower, a.Index)
+		}
+		if a.MasterIndex > 0 && a.MasterIndex != a.Index {
+			add(a.Index, a.MasterIndex)
+		}
+	}
+	for _, us := range up {
+		sort.Ints(us)
+	}
+	return up
+}
+
+// Lowers returns the indexes of the devices of its own namespace that l is bound to and carries its
+// traffic over: IFLA_LINK (VLAN, macvlan, ipvlan, macsec, IPoIB children, ip tunnels bound to a
+// device), a vxlan's VTEP device (IFLA_VXLAN_LINK, which IFLA_LINK does not repeat), a tunnel's
+// bound device. A veth's (or vxcan's, netkit's) IFLA_LINK is its peer, not a lower device, and an
+// index that comes with a link-netnsid belongs to another namespace, so neither counts. A master
+// (bridge, bond) is above its ports, not beneath: see View.Uppers.
+func Lowers(l netlink.Link) []int {
 	a := l.Attrs()
-	if a.ParentIndex <= 0 || a.ParentIndex == a.Index || a.NetNsID >= 0 {
-		return false
+	if a.NetNsID >= 0 {
+		return nil
+	}
+	var out []int
+	add := func(i int) {
+		if i <= 0 || i == a.Index {
+			return
+		}
+		for _, o := range out {
+			if o == i {
+				return
+			}
+		}
+		out = append(out, i)
 	}
 	switch l.Type() {
-	case "vlan", "macvlan", "macvtap", "ipvlan", "ipvtap", "vxlan":
-		return true
+	case "veth", "vxcan", "netkit":
+	default:
+		add(a.ParentIndex)
 	}
-	return false
+	switch t := l.(type) {
+	case *netlink.Vxlan:
+		add(t.VtepDevIndex)
+	case *netlink.Gretun:
+		add(int(t.Link))
+	case *netlink.Gretap:
+		add(int(t.Link))
+	case *netlink.Iptun:
+		add(int(t.Link))
+	case *netlink.Ip6tnl:
+		add(int(t.Link))
+	case *netlink.Sittun:
+		add(int(t.Link))
+	case *netlink.Vti:
+		add(int(t.Link))
+	}
+	return out
 }

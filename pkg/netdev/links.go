@@ -48,9 +48,10 @@ func (n *Namespace) Close() { n.handle.Close() }
 // Scan reads the namespace with one dump of its links and routes. soft holds every link that has a
 // netlink kind (veth, dummy, ifb, ...) and the loopback, as devices whose ID is the interface name,
 // sorted; physical netdevs are left to sysfs. routed names the links that carry an IPv4 or IPv6
-// default route, in any routing table: the link the route names and every link beneath it (bridge
-// and bond ports, the parent of a VLAN or macvlan), since moving any of them cuts the node off; such
-// software links are marked DefaultRoute, the loopback Loopback. A namespace whose links or routes
+// default route (split ones such as 0.0.0.0/1 + 128.0.0.0/1 too), in any routing table: the link the
+// route names and every link beneath it (bridge and bond ports, the lower device of a VLAN, macvlan,
+// vxlan or tunnel), by pkg/defroute's rule, which the hook applies too, since moving any of them cuts
+// the node off; such software links are marked DefaultRoute, the loopback Loopback. A namespace whose links or routes
 // keep changing during the dumps is an error, never a partial answer.
 func (n *Namespace) Scan() (soft []device.Device, routed map[string]bool, err error) {
 	// One rule for what carries the default route, the hook's too.

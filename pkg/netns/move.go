@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -27,97 +29,215 @@ type Result struct {
 	Moved []Moved
 	// Already: nothing to move; attach found the device in the pod, detach found it home.
 	Already bool
-	// Finished: links attach found in the pod half attached (an earlier hook was killed between the
-	// move and the set-up) and renamed or set up.
+	// Finished: links an earlier hook left half way (it was killed), or the kernel handed back from a
+	// destroyed namespace, that this call completed where they were: in the pod for Attach, on the
+	// host for Detach. PodName is the name they had there.
 	Finished []Moved
 	// NamespaceGone: detach found the pod's namespace gone. The kernel destroys virtual links with
-	// it and hands physical ones back to the host, where ReconcileReturned renames them.
+	// it and hands physical ones back to the host, where ReconcileReturned (or this call, when they
+	// are back already) completes them.
 	NamespaceGone bool
 }
 
-// begin validates a move, takes the device's lock (hooks on one device serialize) and opens the host
-// namespace; release undoes both.
-func begin(t Target, o Options) (_ Options, host *space, release func(), err error) {
-	if err := t.Validate(); err != nil {
-		return o, nil, nil, err
-	}
-	if o, err = o.withDefaults(); err != nil {
-		return o, nil, nil, err
-	}
-	unlock, err := lockDevice(o.LockDir, t.lockKey())
-	if err != nil {
-		return o, nil, nil, fmt.Errorf("%s: %w", t, err)
-	}
-	if host, err = openSpace(o.HostNS, "host"); err != nil {
-		unlock()
-		return o, nil, nil, err
-	}
-	return o, host, func() { host.close(); unlock() }, nil
+// session is one call's hold on a device: its lock (and so its record) and the host namespace.
+type session struct {
+	t    Target
+	o    Options
+	lock *deviceLock
+	host *space
 }
 
-// Attach moves the target's links from the host namespace into the namespace at podNS. Per link: it
-// replaces the link's alias with ours (see Alias), which keeps the host name, notes the global
-// addresses and MTU, moves the link, renames it (Options.PodIfName), re-adds the addresses, restores
-// the MTU and sets it up. Any failure undoes what was done, so the link is back as it was, its old
-// alias included. A successful Detach clears the alias: an alias an administrator gave a pooled link
-// does not survive its first trip into a pod.
+// begin validates a move, takes the device's lock (hooks on one device serialize) and opens the host
+// namespace.
+func begin(t Target, o Options) (*session, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	lock, err := lockDevice(o.LockDir, t.lockKey())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t, err)
+	}
+	host, err := openSpace(o.HostNS, "host")
+	if err != nil {
+		lock.unlock()
+		return nil, err
+	}
+	return &session{t: t, o: o, lock: lock, host: host}, nil
+}
+
+func (s *session) close() {
+	s.host.close()
+	s.lock.unlock()
+}
+
+// Attach moves the target's links from the host namespace into the namespace at podNS. Before it
+// changes anything it writes down, in the device's record beside its lock (see record), what each
+// link has on the host: addresses, MTU, admin state, master, alias. Per link it then sets our alias
+// (see Alias), which keeps the host name, moves the link, renames it (Options.PodIfName), re-adds the
+// addresses, restores the MTU and sets it up; then it marks the record at rest. Any failure undoes
+// what was done, so the link is back as it was, its old alias included.
 //
-// It is idempotent: a device already in podNS (found by our alias, or for a PCI function by its
-// parent device) is success with Result.Already. A link of ours that an earlier, killed hook left in
-// the pod half done (down, or under its travel name) is finished first: renamed to its pod-side name
-// and set up (Result.Finished); the addresses that hook noted on the host died with it. A software
-// link found in the pod ends the search: the host is not searched, so a link created anew on the host
-// under the same name (systemd-networkd does that) stays there. It refuses loopback and the links
-// carrying the host's default route, in any routing table, and the links beneath them (pkg/defroute).
+// It is idempotent and finishes what a killed hook left: a device at rest in podNS (found by our
+// alias, or for a PCI function by its parent device) is success with Result.Already; a link of ours
+// that an earlier hook left half way, in the pod or on the host (under its host name, a travel name,
+// or its pod-side name), is completed from the record: named, given its addresses and MTU, set up
+// (Result.Finished), or moved. A link left half way in the pod with no record of its addresses (by a
+// hook from before records) without addresses fails: its addresses are lost and success would be a
+// lie. A software link found in the pod ends the search: the host is not searched, so a link created
+// anew on the host under the same name (systemd-networkd does that) stays there.
+//
+// It refuses loopback, the links carrying the host's default route, in any routing table, and the
+// links beneath them (pkg/defroute), and, unless Options.AllowUpperDevices, links other links are
+// bound to.
 func Attach(podNS string, t Target, o Options) (Result, error) {
-	o, host, release, err := begin(t, o)
+	s, err := begin(t, o)
 	if err != nil {
 		return Result{}, err
 	}
-	defer release()
+	defer s.close()
 	pod, err := openSpace(podNS, "pod")
 	if err != nil {
 		return Result{}, err
 	}
 	defer pod.close()
-	if pod.ns.Equal(host.ns) {
-		return Result{}, fmt.Errorf("pod network namespace %s is the host's own", podNS)
+	if pod.ns.Equal(s.host.ns) {
+		return Result{}, fmt.Errorf("pod network namespace %s is the host's own", short(podNS))
 	}
+	res, err := s.attach(pod)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", t, err)
+	}
+	return res, nil
+}
 
-	inPod, err := findInPod(pod, t)
+func (s *session) attach(pod *space) (Result, error) {
+	rec, err := s.lock.readRecord(s.t)
 	if err != nil {
 		return Result{}, err
 	}
-	var onHost []netlink.Link
-	if t.HostName == "" || len(inPod) == 0 { // a software link is one netdev: in the pod, it is done
-		if onHost, err = findOnHost(host, t, o.SysfsRoot); err != nil {
-			return Result{}, err
-		}
+	inPod, err := findInPod(pod, s.t)
+	if err != nil {
+		return Result{}, err
 	}
-	if len(onHost) == 0 && len(inPod) == 0 {
-		return Result{}, fmt.Errorf("%s: no link in the host namespace nor in pod namespace %s", t, podNS)
+	view, err := defroute.Read(s.host.h)
+	if err != nil {
+		return Result{}, fmt.Errorf("find the links carrying the host's default route: %w", err)
 	}
-	if err := refuseProtected(host, onHost); err != nil {
-		return Result{}, fmt.Errorf("%s: %w", t, err)
+	onHost, err := findOnHost(view.Links, s.t, s.o.SysfsRoot, true)
+	if err != nil {
+		return Result{}, err
 	}
-	res := Result{Already: len(onHost) == 0}
-	// Links already in the pod are finished first, so they keep the lower pod-side names.
-	if res.Finished, err = finishAll(pod, inPod, t, o.PodIfName); err != nil {
-		return Result{}, fmt.Errorf("%s: %w", t, err)
+	if rec, err = s.dropStale(rec, inPod, onHost); err != nil {
+		return Result{}, err
 	}
 
-	var backs []func() error
-	for _, l := range onHost {
-		want := o.PodIfName
-		if want == "" {
-			want = l.Attrs().Name
+	// What moves: our links on the host (a hook left them half way, or the kernel returned them),
+	// and the device's plain links: for a PCI function its netdevs; for a software link its name,
+	// unless a link of ours is found (then one called like it on the host is a newcomer).
+	oursSeen := countOurs(inPod, onHost) > 0
+	var move []hostLink
+	for _, hl := range onHost {
+		if hl.ours || s.t.PCIAddress != "" || !oursSeen {
+			move = append(move, hl)
 		}
-		m, back, err := attachOne(host, pod, l, t.PCIAddress, want)
+	}
+	if len(move) == 0 && len(inPod) == 0 {
+		return Result{}, errors.New("no link in the host namespace nor in the pod namespace")
+	}
+	if err := refuseProtected(view, move, s.o.AllowUpperDevices); err != nil {
+		return Result{}, err
+	}
+
+	// What is finished in the pod: links of ours an attach or a detach left half way there. A record
+	// at rest says the attach completed: what the pod did with the link since is its business.
+	type finishing struct {
+		pl    podLink
+		facts *linkFacts // nil: no record of it (a hook from before records)
+	}
+	var finish []finishing
+	for _, pl := range inPod {
+		if !pl.ours {
+			continue // put there by something else
+		}
+		want := s.podName(pl.hostName)
+		if f, ok := rec.facts(pl.hostName); ok {
+			if rec.InFlight != "" {
+				finish = append(finish, finishing{pl, &f})
+			}
+			continue
+		}
+		if isNameLike(pl.link.Attrs().Name, want) && isUp(pl.link) {
+			continue
+		}
+		addrs, err := pod.globalAddrs(pl.link)
 		if err != nil {
-			err = fmt.Errorf("%s: %w", t, err)
+			return Result{}, err
+		}
+		if len(addrs) == 0 {
+			return Result{}, fmt.Errorf("%s is in the pod half attached (as %s, down or not renamed) and no record says what addresses it had: they are lost; detach it, then attach again",
+				pl.hostName, pl.link.Attrs().Name)
+		}
+		finish = append(finish, finishing{pl, nil})
+	}
+	res := Result{Already: len(move) == 0}
+	if len(move) == 0 && len(finish) == 0 {
+		return res, nil
+	}
+
+	// Write down what every link must get back before the first change.
+	names := linkNames(view.Links)
+	next := rec.clone()
+	for _, hl := range move {
+		if _, ok := next.facts(hl.hostName); ok {
+			continue
+		}
+		f, err := factsOf(s.host, hl.link, hl.hostName, names)
+		if err != nil {
+			return Result{}, err
+		}
+		next = next.with(s.t, f)
+	}
+	for _, j := range finish {
+		if j.facts == nil {
+			f, err := podFactsOf(pod, j.pl)
+			if err != nil {
+				return Result{}, err
+			}
+			next = next.with(s.t, f)
+		}
+	}
+	next.InFlight = inFlightAttach
+	if err := s.lock.writeRecord(next); err != nil {
+		return Result{}, err
+	}
+
+	// Links already in the pod are finished first, so they keep the lower pod-side names.
+	for _, j := range finish {
+		name, err := finishInPod(pod, j.pl.link, j.facts, s.podName(j.pl.hostName))
+		if err != nil {
+			return Result{}, fmt.Errorf("finish the earlier attach of %s, found in the pod as %s: %w", j.pl.hostName, j.pl.link.Attrs().Name, err)
+		}
+		res.Finished = append(res.Finished, Moved{HostName: j.pl.hostName, PodName: name, PCIAddress: s.t.PCIAddress})
+	}
+	var backs []func() error
+	for _, hl := range move {
+		f, _ := next.facts(hl.hostName)
+		m, back, err := s.attachOne(pod, hl, f)
+		if err != nil {
+			rolledBack := true
 			for i := len(backs) - 1; i >= 0; i-- {
 				if rerr := backs[i](); rerr != nil {
 					err = fmt.Errorf("%w; rolling back failed too: %w", err, rerr)
+					rolledBack = false
+				}
+			}
+			if rolledBack && back != nil { // every link is where it was: so is the record
+				if rerr := s.lock.writeOrRemove(rec); rerr != nil {
+					err = fmt.Errorf("%w; restoring the device record failed too: %w", err, rerr)
 				}
 			}
 			return Result{}, err
@@ -125,60 +245,101 @@ func Attach(podNS string, t Target, o Options) (Result, error) {
 		backs = append(backs, back)
 		res.Moved = append(res.Moved, m)
 	}
+	next.InFlight = ""
+	step("attach: record at rest")
+	if err := s.lock.writeRecord(next); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
-// finishAll finishes the links of ours found in the pod (see finish); links of a PCI function that
-// lack our alias were put there by something else and are left alone.
-func finishAll(pod *space, inPod []podLink, t Target, podIfName string) ([]Moved, error) {
-	var done []Moved
-	for _, pl := range inPod {
-		if !pl.ours {
-			continue
-		}
-		want := podIfName
-		if want == "" {
-			want = pl.hostName
-		}
-		name, changed, err := finish(pod, pl.link, want)
-		if err != nil {
-			return nil, fmt.Errorf("finish the earlier attach of %s, found in the pod as %s: %w", pl.hostName, pl.link.Attrs().Name, err)
-		}
-		if changed {
-			done = append(done, Moved{HostName: pl.hostName, PodName: name, PCIAddress: t.PCIAddress})
-		}
+// podName is the name a link of the target wants in the pod.
+func (s *session) podName(hostName string) string {
+	if s.o.PodIfName != "" {
+		return s.o.PodIfName
 	}
-	return done, nil
+	return hostName
 }
 
-// finish makes a link of ours in the pod what a complete attach leaves: named like want (want, or
-// want+1, ... when taken, as attach names it) and up. It returns the name and whether it changed
-// anything.
-func finish(pod *space, l netlink.Link, want string) (name string, changed bool, err error) {
-	name = l.Attrs().Name
+// dropStale removes a record that no link carries our alias for while the device is on the host:
+// the hook that wrote it died before its first change of a link, or after its last. The record
+// stays when the device is nowhere to be seen (in another namespace, or on its way back from a
+// destroyed one).
+func (s *session) dropStale(rec *record, inPod []podLink, onHost []hostLink) (*record, error) {
+	if rec == nil || countOurs(inPod, onHost) > 0 || len(onHost) == 0 {
+		return rec, nil
+	}
+	if err := s.lock.removeRecord(); err != nil {
+		return rec, err
+	}
+	return nil, nil
+}
+
+func countOurs(inPod []podLink, onHost []hostLink) int {
+	n := 0
+	for _, pl := range inPod {
+		if pl.ours {
+			n++
+		}
+	}
+	for _, hl := range onHost {
+		if hl.ours {
+			n++
+		}
+	}
+	return n
+}
+
+// finishInPod makes a link of ours in the pod what a complete attach leaves: named like want (want,
+// or want+1, ... when taken, as attach names it), with the recorded MTU and addresses when there
+// is a record (f), and up. It returns the link's name.
+func finishInPod(pod *space, l netlink.Link, f *linkFacts, want string) (string, error) {
+	name := l.Attrs().Name
 	if !isNameLike(name, want) {
-		wasUp := isUp(l)
-		if wasUp { // the kernel renames only a link that is down
+		if isUp(l) { // the kernel renames only a link that is down
+			step("finish: down")
 			if err := pod.h.LinkSetDown(l); err != nil {
-				return "", false, fmt.Errorf("set %s down in the pod to rename it: %w", name, err)
+				return "", fmt.Errorf("set %s down in the pod to rename it: %w", name, err)
 			}
 			l.Attrs().Flags &^= net.FlagUp
 		}
+		step("finish: rename")
+		var err error
 		if name, err = pod.renameLike(l, want); err != nil {
-			if wasUp {
-				_ = pod.h.LinkSetUp(l) // as it was; the rename error is the one to report
-			}
-			return "", false, err
+			return "", err
 		}
-		changed = true
+	}
+	if f != nil {
+		if err := applyPod(pod, l, name, *f); err != nil {
+			return "", err
+		}
+		return name, nil
 	}
 	if !isUp(l) {
+		step("finish: up")
 		if err := pod.h.LinkSetUp(l); err != nil {
-			return "", false, fmt.Errorf("set %s up in the pod: %w", name, err)
+			return "", fmt.Errorf("set %s up in the pod: %w", name, err)
 		}
-		changed = true
 	}
-	return name, changed, nil
+	return name, nil
+}
+
+// applyPod gives a link in the pod, now called name, the recorded MTU and addresses, and sets it up.
+func applyPod(pod *space, l netlink.Link, name string, f linkFacts) error {
+	if f.MTU > 0 && l.Attrs().MTU != f.MTU {
+		step("pod: mtu")
+		if err := pod.h.LinkSetMTU(l, f.MTU); err != nil {
+			return fmt.Errorf("set MTU %d on %s in the pod: %w", f.MTU, name, err)
+		}
+	}
+	if err := pod.addAddrs(l, name, f.Addrs); err != nil {
+		return err
+	}
+	step("pod: up")
+	if err := pod.h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up in the pod: %w", name, err)
+	}
+	return nil
 }
 
 // isNameLike reports whether name is one attach gives a link that wants want: want, or want's
@@ -192,146 +353,288 @@ func isNameLike(name, want string) bool {
 	return false
 }
 
-// attachOne moves one host link into the pod under the first free name like want. It returns how to
-// bring the link back exactly as it was, its alias included.
-func attachOne(host, pod *space, l netlink.Link, pci, want string) (Moved, func() error, error) {
-	a := *l.Attrs()
-	addrs, err := host.globalAddrs(l)
-	if err != nil {
-		return Moved{}, nil, err
-	}
-	alias := Alias(a.Name, pci)
-	if a.Alias != alias {
+// attachOne moves one host link into the pod under the first free name like want, and gives it its
+// facts there. It returns how to bring the link back exactly as it was, its alias included; on
+// failure it has brought it back (back is nil when that failed too).
+func (s *session) attachOne(pod *space, hl hostLink, f linkFacts) (Moved, func() error, error) {
+	host, l := s.host, hl.link
+	name := l.Attrs().Name
+	alias := Alias(hl.hostName, s.t.PCIAddress)
+	if l.Attrs().Alias != alias {
+		step("attach: alias")
 		if err := host.h.LinkSetAlias(l, alias); err != nil {
-			return Moved{}, nil, fmt.Errorf("set alias of %s: %w", a.Name, err)
+			return Moved{}, nil, fmt.Errorf("set alias of %s: %w", name, err)
 		}
 	}
-	restoreAlias := func(err error) error {
-		if a.Alias == alias {
-			return err
+	pl, err := transfer(l, host, pod, s.podName(hl.hostName), false)
+	if err != nil { // still on the host, as it was but for our alias
+		if rerr := settleHome(host, name, f); rerr != nil {
+			return Moved{}, nil, fmt.Errorf("%w; putting %s back as it was failed too: %w", err, name, rerr)
 		}
-		hl, rerr := host.linkByName(a.Name) // a failed transfer may have changed the index
-		if rerr == nil && hl == nil {
-			rerr = fmt.Errorf("%s is gone", a.Name)
-		}
-		if rerr == nil {
-			rerr = host.h.LinkSetAlias(hl, a.Alias)
-		}
-		if rerr != nil {
-			return fmt.Errorf("%w; restoring the alias of %s failed too: %w", err, a.Name, rerr)
-		}
-		return err
-	}
-	pl, err := transfer(l, host, pod, want, false)
-	if err != nil {
-		return Moved{}, nil, restoreAlias(err)
+		return Moved{}, func() error { return nil }, err
 	}
 	podName := pl.Attrs().Name
 	back := func() error {
-		_, err := bringHome(pod, host, pl, a.Name, addrs, a.MTU, a.Flags&net.FlagUp != 0, a.Alias)
+		_, err := bringHome(pod, host, pl, f)
 		return err
 	}
-	fail := func(err error) (Moved, func() error, error) {
+	if err := applyPod(pod, pl, podName, f); err != nil {
 		if rerr := back(); rerr != nil {
-			err = fmt.Errorf("%w; moving %s back failed too: %w", err, a.Name, rerr)
+			return Moved{}, nil, fmt.Errorf("%w; moving %s back failed too: %w", err, hl.hostName, rerr)
 		}
-		return Moved{}, nil, err
+		return Moved{}, func() error { return nil }, err
 	}
-	if pl.Attrs().MTU != a.MTU {
-		if err := pod.h.LinkSetMTU(pl, a.MTU); err != nil {
-			return fail(fmt.Errorf("set MTU %d on %s in the pod: %w", a.MTU, podName, err))
-		}
-	}
-	if err := pod.addAddrs(pl, podName, addrs); err != nil {
-		return fail(err)
-	}
-	if err := pod.h.LinkSetUp(pl); err != nil {
-		return fail(fmt.Errorf("set %s up in the pod: %w", podName, err))
-	}
-	return Moved{HostName: a.Name, PodName: podName, PCIAddress: pci}, back, nil
+	return Moved{HostName: hl.hostName, PodName: podName, PCIAddress: s.t.PCIAddress}, back, nil
 }
 
 // Detach brings the target's links home from the namespace at podNS: found there by our alias (or a
-// PCI function's parent device), set down, moved back under the host name, given the addresses they
-// had in the pod, alias cleared, set up. A device already home, or a pod namespace that is gone, is
-// success. Once a link is home, later failures (an address that cannot be added) are reported but
-// leave it home. The MTU travels with the link.
+// PCI function's parent device), moved back under the host name and given what the device's record
+// says they had on the host: addresses, MTU, admin state, bridge or bond, alias. Without a record
+// (an attach from before records), they get the addresses and MTU they had in the pod, no alias, and
+// are set up. The record is marked before the move and removed once every link is complete at home.
+//
+// A device already home, or a pod namespace that is gone, is success. Links of ours an earlier hook
+// left on the host half way (under a travel or pod-side name, without their addresses), or that the
+// kernel handed back from a destroyed namespace, are completed too (Result.Finished). Once a link is
+// home, later failures (an address that cannot be added) are reported and leave it home, with our
+// alias and the record, so that the next hook or the daemon's reconciler tries again. A bridge or
+// bond that is gone is reported once: the link is complete without it.
 func Detach(podNS string, t Target, o Options) (Result, error) {
-	o, host, release, err := begin(t, o)
+	s, err := begin(t, o)
 	if err != nil {
 		return Result{}, err
 	}
-	defer release()
+	defer s.close()
 	pod, err := openSpace(podNS, "pod")
-	if errors.Is(err, ErrNamespaceGone) {
-		return Result{NamespaceGone: true}, nil
-	}
-	if err != nil {
+	gone := errors.Is(err, ErrNamespaceGone)
+	if err != nil && !gone {
 		return Result{}, err
 	}
-	defer pod.close()
-	if pod.ns.Equal(host.ns) { // the pod's process is gone and its pid now names a host process
-		return Result{Already: true}, nil
+	if pod != nil {
+		defer pod.close()
+		if pod.ns.Equal(s.host.ns) { // the pod's process is gone and its pid now names a host process
+			pod = nil
+		}
 	}
-
-	inPod, err := findInPod(pod, t)
+	res, err := s.detach(pod)
+	res.NamespaceGone = gone
 	if err != nil {
-		return Result{}, err
-	}
-	if len(inPod) == 0 {
-		return Result{Already: true}, nil
-	}
-	var (
-		res  Result
-		errs []error
-	)
-	for _, pl := range inPod {
-		addrs, err := pod.globalAddrs(pl.link)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		podName := pl.link.Attrs().Name
-		home, err := bringHome(pod, host, pl.link, pl.hostName, addrs, pl.link.Attrs().MTU, true, "")
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if home {
-			res.Moved = append(res.Moved, Moved{HostName: pl.hostName, PodName: podName, PCIAddress: t.PCIAddress})
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
 		return res, fmt.Errorf("%s: %w", t, err)
 	}
 	return res, nil
 }
 
-// bringHome moves pl from the pod back to the host under hostName, then puts back the addresses and
-// MTU, sets the alias and, if up, sets it up. The move itself is all or nothing; the steps after it
-// are reported but leave the link home; home says whether the move happened.
-func bringHome(pod, host *space, pl netlink.Link, hostName string, addrs []netlink.Addr, mtu int, up bool, alias string) (home bool, err error) {
-	hl, err := transfer(pl, pod, host, hostName, true)
+// detach is Detach once the namespaces are open; pod is nil when the pod's namespace is gone.
+func (s *session) detach(pod *space) (Result, error) {
+	rec, err := s.lock.readRecord(s.t)
+	if err != nil {
+		return Result{}, err
+	}
+	var inPod []podLink
+	if pod != nil {
+		if inPod, err = findInPod(pod, s.t); err != nil {
+			return Result{}, err
+		}
+	}
+	hostLinks, err := s.host.links()
+	if err != nil {
+		return Result{}, err
+	}
+	onHost, err := findOnHost(hostLinks, s.t, s.o.SysfsRoot, false)
+	if err != nil {
+		return Result{}, err
+	}
+	if rec, err = s.dropStale(rec, inPod, onHost); err != nil {
+		return Result{}, err
+	}
+	var back []hostLink
+	for _, hl := range onHost {
+		if hl.ours {
+			back = append(back, hl)
+		}
+	}
+	if len(inPod) == 0 && len(back) == 0 {
+		return Result{Already: true}, nil
+	}
+
+	next := rec.clone()
+	for _, pl := range inPod {
+		if _, ok := next.facts(pl.hostName); !ok {
+			f, err := podFactsOf(pod, pl)
+			if err != nil {
+				return Result{}, err
+			}
+			next = next.with(s.t, f)
+		}
+	}
+	names := linkNames(hostLinks)
+	for _, hl := range back {
+		if _, ok := next.facts(hl.hostName); !ok {
+			f, err := factsOf(s.host, hl.link, hl.hostName, names)
+			if err != nil {
+				return Result{}, err
+			}
+			next = next.with(s.t, f)
+		}
+	}
+	next.InFlight = inFlightDetach
+	if err := s.lock.writeRecord(next); err != nil {
+		return Result{}, err
+	}
+
+	var (
+		res  Result
+		errs []error
+	)
+	for _, hl := range back {
+		f, _ := next.facts(hl.hostName)
+		from := hl.link.Attrs().Name
+		if err := settleHome(s.host, from, f); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		res.Finished = append(res.Finished, Moved{HostName: hl.hostName, PodName: from, PCIAddress: s.t.PCIAddress})
+	}
+	for _, pl := range inPod {
+		f, _ := next.facts(pl.hostName)
+		podName := pl.link.Attrs().Name
+		home, err := bringHome(pod, s.host, pl.link, f)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if home {
+			res.Moved = append(res.Moved, Moved{HostName: pl.hostName, PodName: podName, PCIAddress: s.t.PCIAddress})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		if onlyMasterGone(errs) { // home and complete: said once, not again on every retry
+			if rerr := s.lock.removeRecord(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		return res, err
+	}
+	return res, s.lock.removeRecord()
+}
+
+// podFactsOf is what a link found in the pod without a record of it goes home with: the addresses
+// and MTU it has there, up, no alias, no master (what a detach did before records).
+func podFactsOf(pod *space, pl podLink) (linkFacts, error) {
+	f, err := factsOf(pod, pl.link, pl.hostName, nil)
+	if err != nil {
+		return linkFacts{}, err
+	}
+	f.Alias, f.Up, f.Master = "", true, ""
+	return f, nil
+}
+
+// bringHome moves pl from the pod back to the host under its host name, then gives it its facts
+// (see applyHome). The move itself is all or nothing; home says whether it happened.
+func bringHome(pod, host *space, pl netlink.Link, f linkFacts) (home bool, err error) {
+	hl, err := transfer(pl, pod, host, f.HostName, true)
 	if err != nil {
 		return false, err
 	}
-	var errs []error
-	if hl.Attrs().MTU != mtu {
-		if err := host.h.LinkSetMTU(hl, mtu); err != nil {
-			errs = append(errs, fmt.Errorf("set MTU %d on %s: %w", mtu, hostName, err))
+	return true, applyHome(host, hl, f)
+}
+
+// settleHome completes a link of ours that is on the host under the name from: renamed to its host
+// name if it is not called so, given its facts.
+func settleHome(host *space, from string, f linkFacts) error {
+	l, err := host.linkByName(from)
+	if err != nil {
+		return err
+	}
+	if l == nil {
+		return fmt.Errorf("%s vanished from the host namespace", from)
+	}
+	if from != f.HostName {
+		if taken, err := host.taken(f.HostName, l.Attrs().Index); err != nil {
+			return err
+		} else if taken {
+			return fmt.Errorf("%s (on the host as %s): its host name is taken by another link", f.HostName, from)
+		}
+		if isUp(l) { // the kernel renames only a link that is down
+			step("home: down")
+			if err := host.h.LinkSetDown(l); err != nil {
+				return fmt.Errorf("set %s down to rename it: %w", from, err)
+			}
+			l.Attrs().Flags &^= net.FlagUp
+		}
+		step("home: rename")
+		if err := host.h.LinkSetName(l, f.HostName); err != nil {
+			return fmt.Errorf("rename %s to %s: %w", from, f.HostName, err)
+		}
+		l.Attrs().Name = f.HostName
+	}
+	return applyHome(host, l, f)
+}
+
+// applyHome gives a link on the host, called by its host name, its facts: MTU, master, addresses,
+// admin state, and last its old alias, which marks it complete. When anything fails it keeps our
+// alias, so that it is still known as ours and the next hook or reconcile tries again.
+func applyHome(host *space, l netlink.Link, f linkFacts) error {
+	name := f.HostName
+	var (
+		errs []error
+		gone error // the master is gone: the link is complete without it
+	)
+	if f.MTU > 0 && l.Attrs().MTU != f.MTU {
+		step("home: mtu")
+		if err := host.h.LinkSetMTU(l, f.MTU); err != nil {
+			errs = append(errs, fmt.Errorf("set MTU %d on %s: %w", f.MTU, name, err))
 		}
 	}
-	if err := host.addAddrs(hl, hostName, addrs); err != nil {
+	if f.Master != "" {
+		m, err := host.linkByName(f.Master)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case m == nil: // nothing to put it back into: it comes home without, and that is said
+			gone = fmt.Errorf("%w: %s came home outside any bridge or bond: its master %s is gone", errMasterGone, name, f.Master)
+		case l.Attrs().MasterIndex != m.Attrs().Index:
+			step("home: master")
+			if err := host.h.LinkSetMaster(l, m); err != nil {
+				errs = append(errs, fmt.Errorf("put %s back into %s: %w", name, f.Master, err))
+			}
+		}
+	}
+	if err := host.addAddrs(l, name, f.Addrs); err != nil {
 		errs = append(errs, err)
 	}
-	if err := host.h.LinkSetAlias(hl, alias); err != nil {
-		errs = append(errs, fmt.Errorf("set alias of %s: %w", hostName, err))
-	}
-	if up {
-		if err := host.h.LinkSetUp(hl); err != nil {
-			errs = append(errs, fmt.Errorf("set %s up: %w", hostName, err))
+	if f.Up != isUp(l) {
+		step("home: admin state")
+		set, how := host.h.LinkSetUp, "up"
+		if !f.Up {
+			set, how = host.h.LinkSetDown, "down"
+		}
+		if err := set(l); err != nil {
+			errs = append(errs, fmt.Errorf("set %s %s: %w", name, how, err))
 		}
 	}
-	return true, errors.Join(errs...)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if l.Attrs().Alias != f.Alias {
+		step("home: alias")
+		if err := host.h.LinkSetAlias(l, f.Alias); err != nil {
+			return fmt.Errorf("set alias of %s: %w", name, err)
+		}
+	}
+	return gone
+}
+
+// errMasterGone: a link came home complete but for its bridge or bond, which no longer exists.
+var errMasterGone = errors.New("master gone")
+
+// onlyMasterGone reports whether every error is errMasterGone: the links are home and complete.
+func onlyMasterGone(errs []error) bool {
+	for _, err := range errs {
+		if !errors.Is(err, errMasterGone) {
+			return false
+		}
+	}
+	return true
 }
 
 // transfer moves l from one namespace to the other, returning the link as the far side sees it. It
@@ -372,18 +675,20 @@ func transfer(l netlink.Link, from, to *space, name string, home bool) (netlink.
 	}
 	rename := func(newName string) error {
 		cur := l.Attrs().Name
+		step("transfer: rename")
 		if err := from.h.LinkSetName(l, newName); err != nil {
 			return fmt.Errorf("rename %s to %s in the %s namespace: %w", cur, newName, from.what, err)
 		}
 		l.Attrs().Name = newName
-		undo = append(undo, func() error { return from.h.LinkSetName(l, cur) })
+		undo = append(undo, func() error { step("transfer: undo rename"); return from.h.LinkSetName(l, cur) })
 		return nil
 	}
 	if isUp(l) {
+		step("transfer: down")
 		if err := from.h.LinkSetDown(l); err != nil {
 			return nil, fmt.Errorf("set %s down in the %s namespace: %w", a.Name, from.what, err)
 		}
-		undo = append(undo, func() error { return from.h.LinkSetUp(l) })
+		undo = append(undo, func() error { step("transfer: undo down"); return from.h.LinkSetUp(l) })
 	}
 	if home && name != a.Name {
 		if taken, err := from.taken(name, a.Index); err != nil {
@@ -406,6 +711,7 @@ func transfer(l netlink.Link, from, to *space, name string, home bool) (netlink.
 				return rollback(err)
 			}
 		}
+		step("transfer: move")
 		err := from.h.LinkSetNsFd(l, int(to.ns))
 		if err == nil {
 			break
@@ -421,10 +727,12 @@ func transfer(l netlink.Link, from, to *space, name string, home bool) (netlink.
 	}
 	final := name
 	if err == nil && home && travel != name {
+		step("transfer: rename there")
 		if err = to.h.LinkSetName(moved, name); err != nil {
 			err = fmt.Errorf("rename %s to %s in the %s namespace: %w", travel, name, to.what, err)
 		}
 	} else if err == nil && !home {
+		step("transfer: rename there")
 		final, err = to.renameLike(moved, name)
 	}
 	if err == nil {
@@ -435,6 +743,7 @@ func transfer(l netlink.Link, from, to *space, name string, home bool) (netlink.
 	}
 	if err != nil {
 		if moved != nil {
+			step("transfer: move back")
 			if berr := to.h.LinkSetNsFd(moved, int(from.ns)); berr != nil {
 				return nil, fmt.Errorf("%w; moving %s back failed too: %w", err, travel, berr)
 			}
@@ -481,27 +790,57 @@ func findInPod(pod *space, t Target) ([]podLink, error) {
 	return found, nil
 }
 
-// findOnHost returns the target's links in the host namespace: the link by name, or every netdev
-// sysfs lists for the PCI function (virtio-net keeps it one level down).
-func findOnHost(host *space, t Target, sysfsRoot string) ([]netlink.Link, error) {
+// hostLink is a link of the target in the host namespace.
+type hostLink struct {
+	link     netlink.Link
+	hostName string // from our alias; else its name
+	ours     bool   // it carries our alias: a hook left it half way, or the kernel returned it
+}
+
+// findOnHost returns the target's links in the host namespace, from a dump of its links: those whose
+// alias names the target, whatever they are called now, and the link by its name or every netdev
+// sysfs lists for the PCI function. A PCI function sysfs does not show fails only if strict.
+func findOnHost(links []netlink.Link, t Target, sysfsRoot string, strict bool) ([]hostLink, error) {
+	var found []hostLink
+	seen := map[int]bool{}
+	for _, l := range links {
+		a := l.Attrs()
+		hostName, pci, ours := ParseAlias(a.Alias)
+		if ours && (t.HostName != "" && hostName == t.HostName && pci == "" || t.PCIAddress != "" && pci == t.PCIAddress) {
+			found = append(found, hostLink{link: l, hostName: hostName, ours: true})
+			seen[a.Index] = true
+		}
+	}
 	names := []string{t.HostName}
 	if t.PCIAddress != "" {
 		var err error
-		if names, err = PCINetdevs(sysfsRoot, t.PCIAddress); err != nil {
+		if names, err = PCINetdevs(sysfsRoot, t.PCIAddress); err != nil && strict {
 			return nil, err
 		}
 	}
-	var ls []netlink.Link
 	for _, name := range names {
-		l, err := host.linkByName(name)
-		if err != nil {
-			return nil, err
-		}
-		if l != nil {
-			ls = append(ls, l)
+		for _, l := range links {
+			a := l.Attrs()
+			if a.Name != name || seen[a.Index] {
+				continue
+			}
+			if _, _, ours := ParseAlias(a.Alias); ours && t.PCIAddress == "" {
+				continue // the alias of another device: not this one
+			}
+			found = append(found, hostLink{link: l, hostName: name})
+			seen[a.Index] = true
 		}
 	}
-	return ls, nil
+	return found, nil
+}
+
+// linkNames maps indexes to names.
+func linkNames(links []netlink.Link) map[int]string {
+	m := make(map[int]string, len(links))
+	for _, l := range links {
+		m[l.Attrs().Index] = l.Attrs().Name
+	}
+	return m
 }
 
 // PCINetdevs lists the netdevs sysfs shows for a PCI function: <root>/bus/pci/devices/<addr>/net/*,
@@ -529,23 +868,43 @@ func PCINetdevs(sysfsRoot, addr string) ([]string, error) {
 }
 
 // refuseProtected fails for the links carrying the host's default route, by the rule discovery
-// applies (pkg/defroute), and for loopback.
-func refuseProtected(host *space, ls []netlink.Link) error {
-	if len(ls) == 0 {
-		return nil
-	}
-	_, carriers, err := defroute.Carriers(host.h)
-	if err != nil {
-		return fmt.Errorf("find the links carrying the host's default route: %w", err)
-	}
-	for _, l := range ls {
-		a := l.Attrs()
-		if carriers[a.Index] {
-			return fmt.Errorf("refusing to move %s: it carries the host's default route (itself, or beneath a bridge, bond, VLAN or macvlan)", a.Name)
+// applies (pkg/defroute), for loopback, and, unless allowUppers, for links other links are bound to
+// (a vxlan or macvlan on it, its bridge or bond): the kernel deletes or detaches those when the link
+// leaves the namespace.
+func refuseProtected(v *defroute.View, ls []hostLink, allowUppers bool) error {
+	for _, hl := range ls {
+		a := hl.link.Attrs()
+		if v.Carriers[a.Index] {
+			return fmt.Errorf("refusing to move %s: it carries the host's default route (itself, or beneath the link holding it)", a.Name)
 		}
 		if a.Flags&net.FlagLoopback != 0 {
 			return fmt.Errorf("refusing to move %s: it is the loopback interface", a.Name)
 		}
+		if ups := v.Uppers[a.Index]; len(ups) > 0 && !allowUppers {
+			return fmt.Errorf("refusing to move %s: other links are bound to it (%s), which the kernel deletes or detaches when it leaves; allow upper devices (netdevice-hook --allow-upper-devices) to move it anyway",
+				a.Name, upperNames(v.Links, a, ups))
+		}
 	}
 	return nil
+}
+
+// upperNames names at most a few of the links in ups, the master as such.
+func upperNames(links []netlink.Link, of *netlink.LinkAttrs, ups []int) string {
+	const show = 4
+	var names []string
+	for _, l := range links {
+		a := l.Attrs()
+		if !slices.Contains(ups, a.Index) || len(names) == show {
+			continue
+		}
+		name := a.Name
+		if a.Index == of.MasterIndex {
+			name += " (its master)"
+		}
+		names = append(names, name)
+	}
+	if more := len(ups) - len(names); more > 0 {
+		names = append(names, fmt.Sprintf("%d more", more))
+	}
+	return strings.Join(names, ", ")
 }

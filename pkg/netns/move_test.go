@@ -2,7 +2,9 @@ package netns
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -207,9 +209,10 @@ func TestAttachRollsBack(t *testing.T) {
 func TestAttachRefuses(t *testing.T) {
 	netnstest.RequireRoot(t)
 	tests := []struct {
-		name    string
-		setup   func(t *testing.T, host *netnstest.NS, dev string)
-		wantErr string
+		name        string
+		setup       func(t *testing.T, host *netnstest.NS, dev string)
+		allowUppers bool
+		wantErr     string
 	}{
 		{
 			name: "IPv4 default route",
@@ -256,6 +259,58 @@ func TestAttachRefuses(t *testing.T) {
 			wantErr: "carries the host's default route",
 		},
 		{
+			name: "lower device of a vxlan that holds the default route",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				vx := netnstest.Name("ndv")
+				host.Exec(t, "ip", "link", "add", vx, "type", "vxlan", "id", "7", "dev", dev, "dstport", "4789", "remote", "198.18.99.1")
+				host.Exec(t, "ip", "link", "set", vx, "up")
+				host.AddAddr(t, vx, "198.18.34.2/24")
+				host.Exec(t, "ip", "route", "add", "default", "via", "198.18.34.1", "dev", vx)
+			},
+			wantErr: "carries the host's default route",
+		},
+		{
+			name: "split default route 0.0.0.0/1 + 128.0.0.0/1",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				host.AddAddr(t, dev, "198.18.35.2/24")
+				host.Exec(t, "ip", "route", "add", "0.0.0.0/1", "via", "198.18.35.1", "dev", dev)
+				host.Exec(t, "ip", "route", "add", "128.0.0.0/1", "via", "198.18.35.1", "dev", dev)
+			},
+			wantErr: "carries the host's default route",
+		},
+		{
+			name: "a macvlan sits on it",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				host.Macvlan(t, dev)
+			},
+			wantErr: "other links are bound to it (ndm",
+		},
+		{
+			name: "a vxlan sits on it",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				host.Exec(t, "ip", "link", "add", netnstest.Name("ndv"), "type", "vxlan", "id", "8", "dev", dev, "dstport", "4789", "remote", "198.18.99.1")
+			},
+			wantErr: "other links are bound to it (ndv",
+		},
+		{
+			name: "a bridge port",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				host.Exec(t, "ip", "link", "set", dev, "master", host.Bridge(t))
+			},
+			wantErr: " (its master))",
+		},
+		{
+			name: "a bridge port, upper devices allowed, but the bridge holds the default route",
+			setup: func(t *testing.T, host *netnstest.NS, dev string) {
+				br := host.Bridge(t)
+				host.Exec(t, "ip", "link", "set", dev, "master", br)
+				host.AddAddr(t, br, "198.18.36.2/24")
+				host.Exec(t, "ip", "route", "add", "default", "via", "198.18.36.1", "dev", br)
+			},
+			allowUppers: true,
+			wantErr:     "carries the host's default route",
+		},
+		{
 			name:    "unknown device",
 			setup:   func(t *testing.T, host *netnstest.NS, dev string) {},
 			wantErr: "no link",
@@ -271,7 +326,7 @@ func TestAttachRefuses(t *testing.T) {
 			if tt.wantErr == "no link" {
 				target = Target{HostName: "absent0"}
 			}
-			_, err := Attach(pod.Path, target, Options{HostNS: host.Path, LockDir: t.TempDir()})
+			_, err := Attach(pod.Path, target, Options{HostNS: host.Path, LockDir: t.TempDir(), AllowUpperDevices: tt.allowUppers})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Attach = %v, want error containing %q", err, tt.wantErr)
 			}
@@ -310,9 +365,53 @@ func TestDetachNamespaceGone(t *testing.T) {
 	}
 }
 
+// writeRecordOf writes the record a hook writes before its first change: the facts the link has
+// now on the host, with inFlight set.
+func writeRecordOf(t *testing.T, host *netnstest.NS, lockDir string, target Target, dev, inFlight string) {
+	t.Helper()
+	hs, err := openSpace(host.Path, "host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hs.close()
+	ls, err := hs.links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := factsOf(hs, host.Link(t, dev), dev, linkNames(ls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, err := lockDevice(lockDir, target.lockKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.unlock()
+	if err := lock.writeRecord(newRecord(target, inFlight, []linkFacts{f})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recordFiles lists the lock directory's files other than lock files: records, and temporary files
+// a writer left.
+func recordFiles(t *testing.T, lockDir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(lockDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".lock") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
 // TestAttachFinishesHalfDone: a hook killed between the move and the set-up leaves our link in the
-// pod, down, without addresses, maybe under its travel name. The next attach (the runtime retries the
-// container) must finish the job, not report success for a dead interface.
+// pod, down, without addresses, maybe under its travel name, and its record. The next attach (the
+// runtime retries the container) must finish the job from the record, addresses included.
 func TestAttachFinishesHalfDone(t *testing.T) {
 	netnstest.RequireRoot(t)
 	const pci = "0000:3b:01.0"
@@ -338,7 +437,7 @@ func TestAttachFinishesHalfDone(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			host, pod := netnstest.New(t), netnstest.New(t)
 			dev, _ := host.Veth(t)
-			before := prepare(t, host, dev, "198.18.33.1/24")
+			before := prepare(t, host, dev, "198.18.33.1/24", "fdb5:1e6f:7d2a:33::1/64")
 			target, alias := Target{HostName: dev}, Alias(dev, "")
 			opts := Options{PodIfName: tt.podIfName, HostNS: host.Path, LockDir: t.TempDir()}
 			if tt.pci {
@@ -357,6 +456,7 @@ func TestAttachFinishesHalfDone(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			writeRecordOf(t, host, opts.LockDir, target, dev, inFlightAttach)
 			if err := host.H.LinkSetAlias(host.Link(t, dev), alias); err != nil {
 				t.Fatal(err)
 			}
@@ -375,9 +475,10 @@ func TestAttachFinishesHalfDone(t *testing.T) {
 			if !res.Already || len(res.Moved) != 0 || !slices.Equal(res.Finished, wantFinished) {
 				t.Errorf("Attach = %+v, want Already with Finished %+v", res, wantFinished)
 			}
-			got := pod.State(t, want)
-			if !got.Up || got.Alias != alias {
-				t.Errorf("%s in the pod is %+v, want up with alias %q", want, got, alias)
+			inPod := before
+			inPod.Alias, inPod.Up = alias, true
+			if got := pod.State(t, want); !got.Equal(inPod) {
+				t.Errorf("%s in the pod is %+v, want %+v", want, got, inPod)
 			}
 			if want != travel && pod.Has(travel) {
 				t.Errorf("%s still in the pod", travel)
@@ -387,16 +488,346 @@ func TestAttachFinishesHalfDone(t *testing.T) {
 				t.Errorf("Attach again = %+v, %v; want Already with nothing to finish", res, err)
 			}
 
-			// Detach brings it home under its host name; its addresses died with the killed hook.
+			// Detach brings it home as it was.
 			if _, err := Detach(pod.Path, target, opts); err != nil {
 				t.Fatalf("Detach: %v", err)
 			}
-			home := before
-			home.Addrs = nil
-			if got := host.State(t, dev); !got.Equal(home) {
-				t.Errorf("back home %s is %+v, want %+v", dev, got, home)
+			if got := host.State(t, dev); !got.Equal(before) {
+				t.Errorf("back home %s is %+v, want %+v", dev, got, before)
+			}
+			if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+				t.Errorf("the lock directory keeps %v", got)
 			}
 		})
+	}
+}
+
+// TestAttachHalfDoneWithoutRecord: a link a hook from before records left half way in the pod. With
+// addresses there (it was killed after re-adding them) it is finished; without, they are lost, and
+// attach fails rather than report success for an interface without its addresses.
+func TestAttachHalfDoneWithoutRecord(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, withAddrs := range []bool{false, true} {
+		t.Run(fmt.Sprintf("addresses in the pod %v", withAddrs), func(t *testing.T) {
+			host, pod := netnstest.New(t), netnstest.New(t)
+			dev, _ := host.Veth(t)
+			prepare(t, host, dev, "198.18.37.1/24")
+			if err := host.H.LinkSetAlias(host.Link(t, dev), Alias(dev, "")); err != nil {
+				t.Fatal(err)
+			}
+			host.Move(t, dev, pod, "net1")
+			if withAddrs {
+				pod.AddAddr(t, "net1", "198.18.37.1/24")
+			}
+			opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir()}
+			res, err := Attach(pod.Path, Target{HostName: dev}, opts)
+			if !withAddrs {
+				if err == nil || !strings.Contains(err.Error(), "no record says what addresses it had") {
+					t.Fatalf("Attach = %+v, %v; want a failure naming the lost addresses", res, err)
+				}
+				if pod.State(t, "net1").Up {
+					t.Error("net1 was set up anyway")
+				}
+				return
+			}
+			if err != nil || len(res.Finished) != 1 || !pod.State(t, "net1").Up {
+				t.Fatalf("Attach = %+v, %v; want net1 finished and up", res, err)
+			}
+		})
+	}
+}
+
+// TestDetachAfterHalfAttach: an attach killed after the move, then the pod is torn down: detach must
+// bring the addresses home from the record, not the nothing the link has in the pod.
+func TestDetachAfterHalfAttach(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	dev, _ := host.Veth(t)
+	before := prepare(t, host, dev, "198.18.38.1/24", "fdb5:1e6f:7d2a:38::1/64")
+	opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir()}
+	writeRecordOf(t, host, opts.LockDir, Target{HostName: dev}, dev, inFlightAttach)
+	if err := host.H.LinkSetAlias(host.Link(t, dev), Alias(dev, "")); err != nil {
+		t.Fatal(err)
+	}
+	host.Move(t, dev, pod, "ndp12")
+	res, err := Detach(pod.Path, Target{HostName: dev}, opts)
+	if err != nil || len(res.Moved) != 1 {
+		t.Fatalf("Detach = %+v, %v", res, err)
+	}
+	if got := host.State(t, dev); !got.Equal(before) {
+		t.Errorf("home %s is %+v, want %+v", dev, got, before)
+	}
+	if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+		t.Errorf("the lock directory keeps %v", got)
+	}
+}
+
+// TestHalfDoneOnTheHost: a hook killed while the link is on the host under a name that is not its
+// host name: an attach that renamed it for travel, a detach that moved it home under its pod-side
+// or travel name. Whichever hook comes next finishes the job: detach completes it at home, attach
+// takes it into the pod; neither says "already home", neither loses its addresses.
+func TestHalfDoneOnTheHost(t *testing.T) {
+	netnstest.RequireRoot(t)
+	tests := []struct {
+		name     string
+		as       string // the name it is left under on the host
+		inFlight string
+		down     bool
+	}{
+		{name: "attach renamed it for travel", as: "ndp31", inFlight: inFlightAttach},
+		{name: "detach moved it home under its pod-side name", as: "net1", inFlight: inFlightDetach, down: true},
+		{name: "detach moved it home under its host name, addresses not back yet", as: "host", inFlight: inFlightDetach, down: true},
+		{name: "attach set the alias only", as: "host", inFlight: inFlightAttach},
+	}
+	for _, tt := range tests {
+		for _, next := range []string{"attach", "detach"} {
+			t.Run(tt.name+", then "+next, func(t *testing.T) {
+				host, pod := netnstest.New(t), netnstest.New(t)
+				dev, _ := host.Veth(t)
+				before := prepare(t, host, dev, "198.18.39.1/24", "fdb5:1e6f:7d2a:39::1/64")
+				target := Target{HostName: dev}
+				opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir()}
+				writeRecordOf(t, host, opts.LockDir, target, dev, tt.inFlight)
+				l := host.Link(t, dev)
+				if err := host.H.LinkSetAlias(l, Alias(dev, "")); err != nil {
+					t.Fatal(err)
+				}
+				as := tt.as
+				if as == "host" {
+					as = dev
+				}
+				if tt.down {
+					if err := host.H.LinkSetDown(l); err != nil {
+						t.Fatal(err)
+					}
+					host.Exec(t, "ip", "addr", "flush", "dev", dev) // the move flushed them
+				}
+				if as != dev {
+					host.Exec(t, "ip", "link", "set", dev, "down")
+					host.Exec(t, "ip", "link", "set", dev, "name", as)
+					t.Cleanup(func() { _ = exec.Command("ip", "-n", host.Name, "link", "del", as).Run() })
+				}
+
+				if next == "detach" {
+					res, err := Detach(pod.Path, target, opts)
+					if err != nil || len(res.Finished) != 1 || res.Already {
+						t.Fatalf("Detach = %+v, %v; want the link finished", res, err)
+					}
+				} else {
+					res, err := Attach(pod.Path, target, opts)
+					if err != nil || len(res.Moved) != 1 {
+						t.Fatalf("Attach = %+v, %v; want the link moved", res, err)
+					}
+					inPod := before
+					inPod.Alias = Alias(dev, "")
+					if got := pod.State(t, "net1"); !got.Equal(inPod) {
+						t.Errorf("net1 in the pod is %+v, want %+v", got, inPod)
+					}
+					if _, err := Detach(pod.Path, target, opts); err != nil {
+						t.Fatalf("Detach: %v", err)
+					}
+				}
+				if got := host.State(t, dev); !got.Equal(before) {
+					t.Errorf("home %s is %+v, want %+v", dev, got, before)
+				}
+				if host.Has(as) && as != dev {
+					t.Errorf("%s still on the host", as)
+				}
+				if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+					t.Errorf("the lock directory keeps %v", got)
+				}
+			})
+		}
+	}
+}
+
+// TestDetachRestoresHostState: what the link was on the host comes back, not what a pod link usually
+// is: admin down stays down, a bridge port goes back into its bridge, its alias, MTU, addresses
+// (labels and lifetimes too) come back.
+func TestDetachRestoresHostState(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	veth, _ := host.Veth(t)
+	const dev = "rst0" // short enough for an address label: the namespace is the test's own
+	host.Exec(t, "ip", "link", "set", veth, "down", "name", dev)
+	br := host.Bridge(t)
+	host.Exec(t, "ip", "link", "set", dev, "master", br)
+	prepare(t, host, dev, "198.18.40.1/24")
+	host.Exec(t, "ip", "addr", "add", "198.18.41.1/24", "dev", dev, "label", dev+":l1")
+	host.Exec(t, "ip", "addr", "add", "198.18.45.1/24", "dev", dev, "valid_lft", "3000", "preferred_lft", "2000")
+	// Down: IPv6 addresses do not survive that (keep_addr_on_down is 0), so there are none.
+	host.Exec(t, "ip", "link", "set", dev, "down", "alias", "rack 3 uplink")
+	before := host.State(t, dev)
+	opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir(), AllowUpperDevices: true}
+
+	for round := range 2 {
+		if _, err := Attach(pod.Path, Target{HostName: dev}, opts); err != nil {
+			t.Fatalf("round %d: Attach: %v", round, err)
+		}
+		got := pod.State(t, "net1")
+		if !got.Up || len(got.Addrs) != 3 {
+			t.Errorf("round %d: net1 in the pod is %+v, want up with three addresses", round, got)
+		}
+		if _, err := Detach(pod.Path, Target{HostName: dev}, opts); err != nil {
+			t.Fatalf("round %d: Detach: %v", round, err)
+		}
+		if got := host.State(t, dev); !got.Equal(before) {
+			t.Errorf("round %d: home %s is %+v, want %+v", round, dev, got, before)
+		}
+		l := host.Link(t, dev)
+		if m := l.Attrs().MasterIndex; m != host.Link(t, br).Attrs().Index {
+			t.Errorf("round %d: %s came home outside its bridge (master %d)", round, dev, m)
+		}
+		addrs, err := host.H.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		labels, lifetimes := 0, 0
+		for _, a := range addrs {
+			if a.Label == dev+":l1" {
+				labels++
+			}
+			if a.ValidLft > 0 && a.ValidLft <= 3000 && a.PreferedLft <= 2000 {
+				lifetimes++
+			}
+		}
+		if labels != 1 || lifetimes != 1 {
+			t.Errorf("round %d: %d addresses keep their label, %d their lifetimes; want 1 and 1: %+v", round, labels, lifetimes, addrs)
+		}
+	}
+}
+
+// TestRecordLifecycle: the record is there from before the first change until the link is complete
+// at home; at rest in the pod it keeps what detach restores; no temporary file stays.
+func TestRecordLifecycle(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	dev, _ := host.Veth(t)
+	prepare(t, host, dev, "198.18.42.1/24")
+	opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir()}
+	target := Target{HostName: dev}
+	if _, err := Attach(pod.Path, target, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := recordFiles(t, opts.LockDir); !slices.Equal(got, []string{target.lockKey() + ".json"}) {
+		t.Fatalf("after attach the lock directory holds %v, want the record alone", got)
+	}
+	lock, err := lockDevice(opts.LockDir, target.lockKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := lock.readRecord(target)
+	lock.unlock()
+	if err != nil || rec.InFlight != "" || len(rec.Links) != 1 || rec.Links[0].HostName != dev ||
+		len(rec.Links[0].Addrs) != 1 || rec.Links[0].Addrs[0].Local != "198.18.42.1/24" || rec.Links[0].MTU != 1400 || !rec.Links[0].Up {
+		t.Fatalf("record at rest = %+v, %v", rec, err)
+	}
+	if _, err := Detach(pod.Path, target, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+		t.Errorf("after detach the lock directory keeps %v", got)
+	}
+}
+
+// TestRecordStale: a record no link carries our alias for, with the device on the host, is what a
+// hook killed before its first change (or after its last) leaves: it is dropped, the link moves.
+func TestRecordStale(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, inFlight := range []string{inFlightAttach, inFlightDetach, ""} {
+		t.Run("inFlight "+inFlight, func(t *testing.T) {
+			host, pod := netnstest.New(t), netnstest.New(t)
+			dev, _ := host.Veth(t)
+			before := prepare(t, host, dev, "198.18.43.1/24")
+			opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir()}
+			writeRecordOf(t, host, opts.LockDir, Target{HostName: dev}, dev, inFlight)
+			res, err := Detach(pod.Path, Target{HostName: dev}, opts)
+			if err != nil || !res.Already {
+				t.Fatalf("Detach = %+v, %v; want Already", res, err)
+			}
+			if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+				t.Errorf("the stale record stays: %v", got)
+			}
+			if got := host.State(t, dev); !got.Equal(before) {
+				t.Errorf("%s changed: %+v, was %+v", dev, got, before)
+			}
+		})
+	}
+}
+
+// TestRecordCorrupt: a record that cannot be read or makes no sense fails the hook, loudly, in both
+// directions, and no link is touched on its account.
+func TestRecordCorrupt(t *testing.T) {
+	netnstest.RequireRoot(t)
+	valid := func(dev string) string {
+		return `{"version":1,"inFlight":"attach","hostName":"` + dev + `","links":[{"hostName":"` + dev + `","mtu":1400,"up":true}]}`
+	}
+	tests := []struct {
+		name    string
+		content func(dev string) string // "" with plant set
+		plant   func(t *testing.T, path string)
+		wantErr string
+	}{
+		{name: "empty", content: func(string) string { return "" }, wantErr: "EOF"},
+		{name: "not JSON", content: func(string) string { return "{not json" }, wantErr: "invalid character"},
+		{name: "cut short", content: func(dev string) string { return valid(dev)[:40] }, wantErr: "unexpected EOF"},
+		{name: "unknown field", content: func(dev string) string { return strings.Replace(valid(dev), `"version":1`, `"version":1,"extra":2`, 1) }, wantErr: `unknown field "extra"`},
+		{name: "future version", content: func(dev string) string { return strings.Replace(valid(dev), `"version":1`, `"version":2`, 1) }, wantErr: "version 2"},
+		{name: "another device's", content: func(dev string) string { return strings.ReplaceAll(valid(dev), dev, "other0") }, wantErr: "record of link other0"},
+		{name: "bad direction", content: func(dev string) string { return strings.Replace(valid(dev), `"attach"`, `"sideways"`, 1) }, wantErr: `inFlight "sideways"`},
+		{name: "bad address", content: func(dev string) string {
+			return strings.Replace(valid(dev), `"up":true`, `"up":true,"addrs":[{"local":"10.1.2.300/24"}]`, 1)
+		}, wantErr: "10.1.2.300"},
+		{name: "no links", content: func(dev string) string {
+			return strings.Replace(valid(dev), `"links":[{"hostName":"`+dev+`","mtu":1400,"up":true}]`, `"links":[]`, 1)
+		}, wantErr: "lists no link"},
+		{name: "trailing data", content: func(dev string) string { return valid(dev) + "{}" }, wantErr: "data after the record"},
+		{name: "a symlink", plant: func(t *testing.T, path string) {
+			if err := os.Symlink("/etc/hostname", path); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "is a symlink"},
+		{name: "a directory", plant: func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "not a regular file"},
+	}
+	for _, tt := range tests {
+		for _, where := range []string{"on the host", "in the pod"} {
+			t.Run(tt.name+", link "+where, func(t *testing.T) {
+				host, pod := netnstest.New(t), netnstest.New(t)
+				dev, _ := host.Veth(t)
+				prepare(t, host, dev, "198.18.44.1/24")
+				target := Target{HostName: dev}
+				opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir()}
+				if where == "in the pod" {
+					if _, err := Attach(pod.Path, target, opts); err != nil {
+						t.Fatal(err)
+					}
+				}
+				path := filepath.Join(opts.LockDir, target.lockKey()+".json")
+				_ = os.Remove(path)
+				if tt.plant != nil {
+					tt.plant(t, path)
+				} else if err := os.WriteFile(path, []byte(tt.content(dev)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				hostBefore, podBefore := host.LinkNames(t), pod.LinkNames(t)
+				for _, op := range []func(string, Target, Options) (Result, error){Attach, Detach} {
+					_, err := op(pod.Path, target, opts)
+					if err == nil || !strings.Contains(err.Error(), "unreadable device record") || !strings.Contains(err.Error(), tt.wantErr) {
+						t.Errorf("got %v, want an unreadable record error containing %q", err, tt.wantErr)
+					}
+				}
+				if got := host.LinkNames(t); !slices.Equal(got, hostBefore) {
+					t.Errorf("host links %v, were %v", got, hostBefore)
+				}
+				if got := pod.LinkNames(t); !slices.Equal(got, podBefore) {
+					t.Errorf("pod links %v, were %v", got, podBefore)
+				}
+			})
+		}
 	}
 }
 
@@ -495,5 +926,34 @@ func TestAttachConcurrentIntoOnePod(t *testing.T) {
 				t.Errorf("round %d: %s not home", round, dev)
 			}
 		}
+	}
+}
+
+// TestDetachMasterGone: the bridge a port came from was deleted while it was in the pod. Detach
+// brings it home complete but for the bridge and says so once; the next detach is a plain success.
+func TestDetachMasterGone(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	dev, _ := host.Veth(t)
+	br := host.Bridge(t)
+	host.Exec(t, "ip", "link", "set", dev, "master", br)
+	before := prepare(t, host, dev, "198.18.47.1/24")
+	opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir(), AllowUpperDevices: true}
+	if _, err := Attach(pod.Path, Target{HostName: dev}, opts); err != nil {
+		t.Fatal(err)
+	}
+	host.Exec(t, "ip", "link", "del", br)
+	res, err := Detach(pod.Path, Target{HostName: dev}, opts)
+	if err == nil || !strings.Contains(err.Error(), "its master "+br+" is gone") || len(res.Moved) != 1 {
+		t.Fatalf("Detach = %+v, %v; want it home and the bridge reported gone", res, err)
+	}
+	if got := host.State(t, dev); !got.Equal(before) || host.Link(t, dev).Attrs().MasterIndex != 0 {
+		t.Errorf("%s home is %+v (master %d), want %+v outside any bridge", dev, got, host.Link(t, dev).Attrs().MasterIndex, before)
+	}
+	if res, err := Detach(pod.Path, Target{HostName: dev}, opts); err != nil || !res.Already {
+		t.Errorf("Detach again = %+v, %v; want Already", res, err)
+	}
+	if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+		t.Errorf("the lock directory keeps %v", got)
 	}
 }

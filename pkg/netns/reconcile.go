@@ -16,14 +16,18 @@ type Returned struct {
 }
 
 // ReconcileReturned finds host links carrying our alias (see Alias) and makes them plain host links
-// again: the host name back, the alias cleared. Such a link is one the kernel returned from a
-// destroyed pod namespace (physical links and VFs come back under their pod-side name; virtual
-// ones are destroyed), or one a crashed hook left half way.
+// again, as a completed Detach leaves them: the host name back, and what the device's record says the
+// link had on the host (addresses, MTU, admin state, bridge or bond, alias). Such a link is one the
+// kernel returned from a destroyed pod namespace (physical links and VFs come back under their
+// pod-side name and without addresses; virtual ones are destroyed), or one a killed hook left half
+// way. Without a record (a link moved by a hook from before records) it gets its host name back and
+// our alias cleared. The record is removed once every link it lists is home and complete.
 //
 // It is cheap and safe to call on every link event: one link dump, no change to any link without
 // our alias, and a link whose device lock is held (a hook is moving it right now) is left alone for
-// the next call. A link whose host name is taken by another link keeps its name and alias and is
-// reported in the error. Options.HostNS and Options.LockDir apply; the rest is ignored.
+// the next call. A link whose host name is taken by another link, or whose record cannot be read,
+// keeps its name and alias and is reported in the error. Options.HostNS and Options.LockDir apply;
+// the rest is ignored.
 func ReconcileReturned(o Options) ([]Returned, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -51,7 +55,7 @@ func ReconcileReturned(o Options) ([]Returned, error) {
 		switch {
 		case errors.Is(err, errLocked):
 		case err != nil:
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("returned link %s: %w", l.Attrs().Name, err))
 		default:
 			done = append(done, r)
 		}
@@ -64,11 +68,11 @@ func reconcileOne(host *space, lockDir string, l netlink.Link, hostName, pci str
 	if pci != "" {
 		t = Target{PCIAddress: pci}
 	}
-	unlock, err := tryLockDevice(lockDir, t.lockKey())
+	lock, err := tryLockDevice(lockDir, t.lockKey())
 	if err != nil {
 		return Returned{}, err
 	}
-	defer unlock()
+	defer lock.unlock()
 
 	// Re-read under the lock: a hook may have finished with it since the dump.
 	name := l.Attrs().Name
@@ -79,35 +83,39 @@ func reconcileOne(host *space, lockDir string, l netlink.Link, hostName, pci str
 	if cur == nil || cur.Attrs().Index != l.Attrs().Index || cur.Attrs().Alias != l.Attrs().Alias {
 		return Returned{}, errLocked // changed under us: the next call sees the new state
 	}
-	r := Returned{From: name, To: hostName, PCIAddress: pci}
-	if name != hostName {
-		taken, err := host.taken(hostName, cur.Attrs().Index)
-		if err != nil {
-			return Returned{}, err
-		}
-		if taken {
-			return Returned{}, fmt.Errorf("returned link %s: its host name %s is taken by another link", name, hostName)
-		}
-		up := isUp(cur)
-		if up { // the kernel refuses to rename a running link
-			if err := host.h.LinkSetDown(cur); err != nil {
-				return Returned{}, fmt.Errorf("returned link %s: set down: %w", name, err)
+	rec, err := lock.readRecord(t)
+	if err != nil {
+		return Returned{}, err
+	}
+	f, ok := rec.facts(hostName)
+	if !ok { // no record of it: its name back, our alias cleared, nothing else changed
+		f = linkFacts{HostName: hostName, MTU: cur.Attrs().MTU, Up: isUp(cur)}
+	}
+	settled := settleHome(host, name, f)
+	if settled != nil && !errors.Is(settled, errMasterGone) {
+		return Returned{}, settled
+	}
+	if rec != nil {
+		complete := true
+		for _, rf := range rec.Links {
+			hl, err := host.linkByName(rf.HostName)
+			if err != nil {
+				return Returned{}, err
+			}
+			if hl == nil {
+				complete = false
+			} else if _, _, ours := ParseAlias(hl.Attrs().Alias); ours {
+				complete = false
 			}
 		}
-		if err := host.h.LinkSetName(cur, hostName); err != nil {
-			if up {
-				_ = host.h.LinkSetUp(cur)
-			}
-			return Returned{}, fmt.Errorf("returned link %s: rename to %s: %w", name, hostName, err)
-		}
-		if up {
-			if err := host.h.LinkSetUp(cur); err != nil {
-				return Returned{}, fmt.Errorf("returned link %s: set %s up: %w", name, hostName, err)
+		if complete {
+			if err := lock.removeRecord(); err != nil {
+				return Returned{}, err
 			}
 		}
 	}
-	if err := host.h.LinkSetAlias(cur, ""); err != nil {
-		return Returned{}, fmt.Errorf("returned link %s: clear alias: %w", hostName, err)
+	if settled != nil { // home and complete, but for its master
+		return Returned{}, settled
 	}
-	return r, nil
+	return Returned{From: name, To: hostName, PCIAddress: pci}, nil
 }

@@ -1,6 +1,8 @@
 package netns
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -64,7 +66,7 @@ func TestReconcileReturned(t *testing.T) {
 	}
 	host.Exec(t, "ip", "link", "set", "net2", "up")
 
-	unlock, err := tryLockDevice(lockDir, Target{HostName: busy}.lockKey())
+	lock, err := tryLockDevice(lockDir, Target{HostName: busy}.lockKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,7 @@ func TestReconcileReturned(t *testing.T) {
 	}
 
 	// Once the hook is done, the next call picks the busy link up; nothing else changes.
-	unlock()
+	lock.unlock()
 	got, _ = ReconcileReturned(Options{HostNS: host.Path, LockDir: lockDir})
 	if !slices.Equal(got, []Returned{{From: "net3", To: busy}}) {
 		t.Errorf("second ReconcileReturned = %+v, want net3 -> %s only", got, busy)
@@ -110,4 +112,62 @@ func TestReconcileReturned(t *testing.T) {
 
 func sortReturned(r []Returned) {
 	slices.SortFunc(r, func(a, b Returned) int { return strings.Compare(a.To, b.To) })
+}
+
+// TestReconcileRestoresFromRecord: a link the kernel hands back from a destroyed pod namespace comes
+// back under its pod-side name, down, without addresses, outside its bridge. The reconciler gives it
+// back what the record says it had, and removes the record.
+func TestReconcileRestoresFromRecord(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	dev, _ := host.Veth(t)
+	br := host.Bridge(t)
+	host.Exec(t, "ip", "link", "set", dev, "master", br, "alias", "rack 3 uplink")
+	before := prepare(t, host, dev, "198.18.46.1/24")
+	opts := Options{PodIfName: "net1", HostNS: host.Path, LockDir: t.TempDir(), AllowUpperDevices: true}
+	if _, err := Attach(pod.Path, Target{HostName: dev}, opts); err != nil {
+		t.Fatal(err)
+	}
+	// What the kernel does when the namespace dies, to a physical link.
+	pod.Exec(t, "ip", "link", "set", "net1", "down")
+	if err := pod.H.LinkSetNsFd(pod.Link(t, "net1"), host.FD()); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := ReconcileReturned(Options{HostNS: host.Path, LockDir: opts.LockDir})
+	if err != nil || !slices.Equal(got, []Returned{{From: "net1", To: dev}}) {
+		t.Fatalf("ReconcileReturned = %+v, %v", got, err)
+	}
+	if st := host.State(t, dev); !st.Equal(before) {
+		t.Errorf("%s is %+v, want %+v", dev, st, before)
+	}
+	if m := host.Link(t, dev).Attrs().MasterIndex; m != host.Link(t, br).Attrs().Index {
+		t.Errorf("%s is outside its bridge (master %d)", dev, m)
+	}
+	if files := recordFiles(t, opts.LockDir); len(files) != 0 {
+		t.Errorf("the lock directory keeps %v", files)
+	}
+	// The pod's poststop hook runs after: the namespace is gone, the link home; nothing to do.
+	if res, err := Detach(pod.Path, Target{HostName: dev}, opts); err != nil || !res.Already {
+		t.Errorf("Detach after the reconcile = %+v, %v; want Already", res, err)
+	}
+}
+
+// TestReconcileCorruptRecord: a returned link whose record cannot be read is reported and left alone.
+func TestReconcileCorruptRecord(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host, pod := netnstest.New(t), netnstest.New(t)
+	dev := host.Ifb(t)
+	lockDir := t.TempDir()
+	returnAsKernelWould(t, host, pod, dev, "", "net1")
+	if err := os.WriteFile(filepath.Join(lockDir, Target{HostName: dev}.lockKey()+".json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReconcileReturned(Options{HostNS: host.Path, LockDir: lockDir})
+	if err == nil || !strings.Contains(err.Error(), "returned link net1") || !strings.Contains(err.Error(), "unreadable device record") || len(got) != 0 {
+		t.Errorf("ReconcileReturned = %+v, %v; want the unreadable record reported", got, err)
+	}
+	if a := host.Link(t, "net1").Attrs().Alias; a != Alias(dev, "") {
+		t.Errorf("net1 was touched: alias %q", a)
+	}
 }

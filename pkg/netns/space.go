@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -34,20 +35,52 @@ func openSpace(path, what string) (*space, error) {
 	if path == "" {
 		ns, err = vnetns.Get()
 	} else {
-		ns, err = vnetns.GetFromPath(path)
+		ns, err = openNetNS(path)
 	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
 			err = fmt.Errorf("%w: %w", ErrNamespaceGone, err)
 		}
-		return nil, fmt.Errorf("open %s network namespace %s: %w", what, path, err)
+		return nil, fmt.Errorf("open %s network namespace %s: %w", what, short(path), err)
 	}
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		_ = ns.Close()
-		return nil, fmt.Errorf("netlink in %s network namespace %s: %w", what, path, err)
+		return nil, fmt.Errorf("netlink in %s network namespace %s: %w", what, short(path), err)
 	}
 	return &space{what: what, ns: ns, h: h}, nil
+}
+
+// openNetNS opens a network namespace file (a bind mount, /proc/<pid>/ns/net) and makes sure it is
+// one before anything joins it: an absolute path, opened without blocking (a FIFO planted there must
+// not hang the hook), on nsfs, of type network.
+func openNetNS(path string) (vnetns.NsHandle, error) {
+	if !filepath.IsAbs(path) {
+		return -1, errors.New("not an absolute path")
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, err
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		_ = unix.Close(fd)
+		return -1, err
+	}
+	if sfs.Type != unix.NSFS_MAGIC {
+		_ = unix.Close(fd)
+		return -1, errors.New("not a namespace file")
+	}
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil {
+		_ = unix.Close(fd)
+		return -1, fmt.Errorf("namespace type: %w", err)
+	}
+	if typ != unix.CLONE_NEWNET {
+		_ = unix.Close(fd)
+		return -1, errors.New("not a network namespace")
+	}
+	return vnetns.NsHandle(fd), nil
 }
 
 func (s *space) close() {
@@ -112,10 +145,17 @@ func (s *space) globalAddrs(l netlink.Link) ([]netlink.Addr, error) {
 	}
 }
 
-// addAddrs puts addresses taken from another link (or namespace) on l, which is now called name.
-func (s *space) addAddrs(l netlink.Link, name string, addrs []netlink.Addr) error {
+// addAddrs puts recorded addresses (taken from another link, or namespace) on l, which is now called
+// name. An address already there is replaced, so adding them again is harmless.
+func (s *space) addAddrs(l netlink.Link, name string, addrs []addrFacts) error {
 	var errs []error
-	for _, a := range addrs {
+	for _, f := range addrs {
+		a, err := f.addr()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		step("addr: add")
 		if err := s.h.AddrReplace(l, portableAddr(a, name)); err != nil {
 			errs = append(errs, fmt.Errorf("add address %s to %s in the %s namespace: %w", a.IPNet, name, s.what, err))
 		}

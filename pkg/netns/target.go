@@ -4,9 +4,14 @@
 //
 // A link that this package moved carries its host name (and, for a PCI function, its PCI address) in
 // IFLA_IFALIAS, so the way home is known even after the link was renamed inside the pod and even on
-// kernels that do not report a link's parent device. That alias replaces whatever alias the link had:
-// a failed attach restores the old one, but a successful detach clears it, so an alias an
-// administrator gave a pooled link is gone after its first trip into a pod.
+// kernels that do not report a link's parent device. That alias replaces whatever alias the link had
+// while it is away; the old one is restored when it is home.
+//
+// What a link must get back (the kernel flushes its addresses, takes it out of its bridge and sets
+// it down when it changes namespace) is written down durably before anything changes it, in the
+// device's record beside its lock (see record.go), and kept until the link is complete at home. Any
+// hook on the device, and the reconciler, reads it first and finishes what a killed hook left half
+// way. Our alias on a link marks it as away from home: in a pod, or on its way in or out.
 package netns
 
 import (
@@ -15,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Defaults for Options.
@@ -47,10 +53,10 @@ type Target struct {
 func (t Target) Validate() error {
 	switch {
 	case t.PCIAddress != "" && t.HostName != "":
-		return fmt.Errorf("target names both PCI address %q and host interface %q: give one", t.PCIAddress, t.HostName)
+		return fmt.Errorf("target names both PCI address %q and host interface %q: give one", short(t.PCIAddress), short(t.HostName))
 	case t.PCIAddress != "":
 		if !pciAddressRE.MatchString(t.PCIAddress) {
-			return fmt.Errorf("PCI address %q is not of the form 0000:3b:01.0", t.PCIAddress)
+			return fmt.Errorf("PCI address %q is not of the form 0000:3b:01.0", short(t.PCIAddress))
 		}
 	case t.HostName != "":
 		if err := validIfName(t.HostName); err != nil {
@@ -92,6 +98,11 @@ type Options struct {
 	// HostNS is the path of the host network namespace. "" means the caller's own (the hook runs in
 	// the runtime's namespace, which is the host's).
 	HostNS string
+	// AllowUpperDevices lets Attach move a link that other links are bound to: a vxlan, macvlan or
+	// VLAN on it, or its bridge or bond. The kernel deletes the links on it and takes it out of its
+	// master when it leaves; Detach puts it back into its bridge or bond. Never set, such a link is
+	// refused. Links that carry the default route are refused either way.
+	AllowUpperDevices bool
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -124,29 +135,46 @@ func ParseAlias(alias string) (hostName, pciAddress string, ok bool) {
 	if !found {
 		return "", "", false
 	}
-	hostName, pciAddress, _ = strings.Cut(rest, ":")
+	hostName, pciAddress, hasPCI := strings.Cut(rest, ":")
 	if validIfName(hostName) != nil {
 		return "", "", false
 	}
-	if pciAddress != "" && !pciAddressRE.MatchString(pciAddress) {
+	if hasPCI && !pciAddressRE.MatchString(pciAddress) { // "name:" is not what Alias writes
 		return "", "", false
 	}
 	return hostName, pciAddress, true
 }
 
-// validIfName applies the kernel's dev_valid_name rules.
+// validIfName applies the kernel's dev_valid_name rules: 1 to 15 bytes, not "." or "..", no '/',
+// ':', NUL or white space, where the kernel's isspace also counts the byte 0xa0.
 func validIfName(name string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("empty interface name")
 	case len(name) > maxIfNameLen:
-		return fmt.Errorf("interface name %q is longer than %d bytes", name, maxIfNameLen)
+		return fmt.Errorf("interface name %q is longer than %d bytes", short(name), maxIfNameLen)
 	case name == "." || name == "..":
 		return fmt.Errorf("interface name %q is not allowed", name)
-	case strings.ContainsAny(name, "/: \t\n\r\v\f"):
-		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
+	case strings.ContainsAny(name, "/: \t\n\r\v\f\x00") || strings.IndexByte(name, 0xa0) >= 0:
+		return fmt.Errorf("interface name %q contains '/', ':', NUL or white space", name)
 	}
 	return nil
+}
+
+// maxShown bounds how much of a value from outside (a name, a path) a message repeats: a 50 MB
+// name must not make a 50 MB log line.
+const maxShown = 64
+
+// short is s, or its first maxShown bytes (whole UTF-8 characters) and how long it was.
+func short(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	cut := maxShown
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", s[:cut], len(s))
 }
 
 // nameCandidates yields want, then want's trailing number counted up (net1 -> net2 -> ...; a name

@@ -26,6 +26,10 @@ func TestAlias(t *testing.T) {
 		{alias: "netdevice-plugin:eth0:not-a-pci"}, // broken PCI part
 		{alias: "netdevice-plugin:waytoolonginterfacename"},
 		{alias: "NETDEVICE-PLUGIN:dummy0"},
+		{alias: "netdevice-plugin:eth0:"},           // not what Alias writes: an empty PCI part
+		{alias: "netdevice-plugin:eth\x000"},        // NUL: the kernel would read "eth"
+		{alias: "netdevice-plugin:eth\xa00"},        // the kernel's isspace counts 0xa0
+		{alias: "netdevice-plugin:..:0000:3b:01.0"}, // not an interface name
 	}
 	for _, tt := range tests {
 		host, pci, ok := ParseAlias(tt.alias)
@@ -48,11 +52,17 @@ func TestTargetValidate(t *testing.T) {
 		{target: Target{PCIAddress: "0000:3b:01.0/../../x"}, wantErr: "not of the form"},
 		{target: Target{HostName: "a:b"}, wantErr: `"a:b"`},
 		{target: Target{HostName: "sixteen-bytes-xx"}, wantErr: "longer than 15"},
+		{target: Target{HostName: "eth\x00"}, wantErr: "NUL or white space"},
+		{target: Target{HostName: "eth\xa0"}, wantErr: "NUL or white space"},
+		{target: Target{HostName: strings.Repeat("x", 1<<20)}, wantErr: "...(1048576 bytes)"},
 	}
 	for _, tt := range tests {
 		err := tt.target.Validate()
 		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-			t.Errorf("%+v.Validate() = %v, want error containing %q", tt.target, err, tt.wantErr)
+			t.Errorf("%.80q.Validate() = %.200v, want error containing %q", tt.target.HostName+tt.target.PCIAddress, err, tt.wantErr)
+		}
+		if err != nil && len(err.Error()) > 200 {
+			t.Errorf("Validate's error is %d bytes: it repeats the value whole", len(err.Error()))
 		}
 	}
 }
