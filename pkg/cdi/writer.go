@@ -164,8 +164,8 @@ func (w *Writer) spec(p pool.Pool) (*cdispec.Spec, error) {
 		}
 		if movesNetdev(&d, &res) {
 			edits.Hooks = []*cdispec.Hook{
-				{HookName: cdi.CreateRuntimeHook, Path: w.hookPath, Args: w.hookArgs("attach", &d, res.PodIfName)},
-				{HookName: cdi.PoststopHook, Path: w.hookPath, Args: w.hookArgs("detach", &d, res.PodIfName)},
+				{HookName: cdi.CreateRuntimeHook, Path: w.hookPath, Args: w.hookArgs("attach", &d, &res)},
+				{HookName: cdi.PoststopHook, Path: w.hookPath, Args: w.hookArgs("detach", &d, &res)},
 			}
 			hooks = true
 		}
@@ -193,16 +193,20 @@ func InSpec(d *device.Device, res *config.Resource) bool {
 }
 
 // hookArgs is the hook's argv (args[0] is the program, as in execv): the device by PCI address for
-// a PCI function, by host name for a software link, and the pool's pod-side name.
-func (w *Writer) hookArgs(verb string, d *device.Device, podIfName string) []string {
+// a PCI function, by host name for a software link, the pool's pod-side name, and whether the pool
+// takes links with upper devices.
+func (w *Writer) hookArgs(verb string, d *device.Device, res *config.Resource) []string {
 	args := []string{w.hookPath, verb}
 	if d.IsPCI() {
 		args = append(args, "--pci-address", d.PCIAddress)
 	} else {
 		args = append(args, "--host-ifname", d.ID)
 	}
-	if podIfName != "" {
-		args = append(args, "--pod-ifname", podIfName)
+	if res.PodIfName != "" {
+		args = append(args, "--pod-ifname", res.PodIfName)
+	}
+	if res.AllowUpperDevices {
+		args = append(args, "--allow-upper-devices")
 	}
 	return args
 }

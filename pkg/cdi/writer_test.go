@@ -179,6 +179,18 @@ func TestWritePool(t *testing.T) {
 			inSpec:      []string{"0000:3b:02.0"},
 		},
 		{
+			name: "allowUpperDevices reaches the hook",
+			pool: pool.Pool{
+				Resource: config.Resource{Name: "uppers", Prefix: "example.com", AllowUpperDevices: true},
+				Devices:  []device.Device{vf("0000:3b:01.0", "iavf", 42)},
+			},
+			wantFile:    "example.com-uppers.json",
+			wantVersion: "0.5.0",
+			wantHooks: map[string][2][]string{
+				"0000:3b:01.0": {attach("--pci-address", "0000:3b:01.0", "--allow-upper-devices"), detach("--pci-address", "0000:3b:01.0", "--allow-upper-devices")},
+			},
+		},
+		{
 			name: "a resource name CDI cannot take as a class (sriov-dp allows 700VF)",
 			pool: pool.Pool{
 				Resource: resource("intel.com", "700VF", ""),

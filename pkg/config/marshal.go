@@ -16,8 +16,9 @@ type fileResource struct {
 	PodIfName       string         `json:"podIfName,omitempty"`
 	Selectors       []fileSelector `json:"selectors"`
 	// nil stays absent; an empty map is kept (sriov-dp then still adds an empty "extra").
-	AdditionalInfo *map[string]map[string]string `json:"additionalInfo,omitempty"`
-	CNIManaged     bool                          `json:"cniManaged,omitempty"`
+	AdditionalInfo    *map[string]map[string]string `json:"additionalInfo,omitempty"`
+	CNIManaged        bool                          `json:"cniManaged,omitempty"`
+	AllowUpperDevices bool                          `json:"allowUpperDevices,omitempty"`
 }
 
 type fileSelector struct {
@@ -41,13 +42,14 @@ func Marshal(c *Config) ([]byte, error) {
 	f := fileConfig{ResourceList: make([]fileResource, 0, len(c.Resources))}
 	for _, r := range c.Resources {
 		fr := fileResource{
-			ResourceName:    r.Name,
-			ResourcePrefix:  r.Prefix,
-			DeviceType:      r.DeviceType,
-			ExcludeTopology: r.ExcludeTopology,
-			PodIfName:       r.PodIfName,
-			Selectors:       make([]fileSelector, 0, len(r.Selectors)),
-			CNIManaged:      r.CNIManaged,
+			ResourceName:      r.Name,
+			ResourcePrefix:    r.Prefix,
+			DeviceType:        r.DeviceType,
+			ExcludeTopology:   r.ExcludeTopology,
+			PodIfName:         r.PodIfName,
+			Selectors:         make([]fileSelector, 0, len(r.Selectors)),
+			CNIManaged:        r.CNIManaged,
+			AllowUpperDevices: r.AllowUpperDevices,
 		}
 		if r.AdditionalInfo != nil {
 			fr.AdditionalInfo = &r.AdditionalInfo

@@ -420,8 +420,9 @@ func (w *walker) resource(path string, n *node) (r Resource, ok bool) {
 				}
 			}
 		},
-		"additionalInfo": func(fp string, v *node) { r.AdditionalInfo = w.additionalInfo(fp, v) },
-		"cniManaged":     func(fp string, v *node) { r.CNIManaged, _ = w.boolean(fp, v) },
+		"additionalInfo":    func(fp string, v *node) { r.AdditionalInfo = w.additionalInfo(fp, v) },
+		"cniManaged":        func(fp string, v *node) { r.CNIManaged, _ = w.boolean(fp, v) },
+		"allowUpperDevices": func(fp string, v *node) { r.AllowUpperDevices, _ = w.boolean(fp, v) },
 		// sriov-dp's own bookkeeping, which the sriov-network-operator marshals into every
 		// resource it renders ("SelectorObj": null).
 		"SelectorObj":  ignore,

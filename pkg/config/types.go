@@ -38,6 +38,10 @@ type Resource struct {
 	// CNIManaged leaves the netdev to a CNI (sriov-cni through Multus), as with sriov-dp: the CDI
 	// spec has no hook for it, and the plugin only allocates and writes the device-information file.
 	CNIManaged bool `json:",omitempty"`
+	// AllowUpperDevices lets the pool take a netdev other links are bound to (a vlan, macvlan or
+	// vxlan on it, its bridge or bond): moving it deletes or detaches them. Off, such a netdev is in
+	// no pool and the hook refuses to move it.
+	AllowUpperDevices bool `json:",omitempty"`
 }
 
 // FullName is the extended-resource name the kubelet sees: "<prefix>/<name>".

@@ -18,6 +18,7 @@ const (
 	ReasonRepresentor  = "switchdev representor"
 	ReasonPFWithVFs    = "PF with VFs enabled"
 	ReasonNoDriver     = "no driver bound"
+	ReasonUppers       = "upper devices" // followed by their names; see pool.Assign
 	ReasonNoSelector   = "no selector matched"
 )
 
@@ -80,6 +81,9 @@ type Device struct {
 	Representor   bool     `json:"-"` // a switchdev VF/SF representor netdev
 	Loopback      bool     `json:"-"`
 	DefaultRoute  bool     `json:"-"` // one of its netdevs holds the node's IPv4 or IPv6 default route
+	// Uppers are the links bound to one of its netdevs (a vlan, macvlan or vxlan on it, its bridge
+	// or bond master): moving the netdev away deletes or detaches them.
+	Uppers []string `json:"-"`
 
 	// Set by pool.Assign from the selector that placed the device.
 	VhostNet bool `json:"-"` // needVhostNet: the pod also gets /dev/vhost-net and /dev/net/tun

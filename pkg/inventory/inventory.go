@@ -60,11 +60,11 @@ func (s *Scanner) Scan() ([]device.Device, error) {
 		return nil, err
 	}
 	defer ns.Close()
-	soft, routed, err := ns.Scan()
+	soft, facts, err := ns.Scan()
 	if err != nil {
 		return nil, fmt.Errorf("scan software links and default routes: %w", err)
 	}
-	markDefaultRoute(devs, routed)
+	markLinkFacts(devs, facts)
 	devs = append(devs, withoutPCINetdevs(soft, devs)...)
 	device.SortByID(devs)
 	return devs, nil
@@ -88,13 +88,15 @@ func withoutPCINetdevs(soft, pciDevs []device.Device) []device.Device {
 	return out
 }
 
-// markDefaultRoute flags the PCI devices one of whose netdevs carries a default route.
-func markDefaultRoute(devs []device.Device, routed map[string]bool) {
+// markLinkFacts flags the PCI devices one of whose netdevs carries a default route, and lists the
+// links bound to their netdevs.
+func markLinkFacts(devs []device.Device, facts netdev.Facts) {
 	for i := range devs {
 		for _, name := range devs[i].IfNames {
-			if routed[name] {
+			if facts.Routed[name] {
 				devs[i].DefaultRoute = true
 			}
+			devs[i].Uppers = append(devs[i].Uppers, facts.Uppers[name]...)
 		}
 	}
 }

@@ -53,17 +53,26 @@ func (n *Namespace) Close() { n.handle.Close() }
 // vxlan or tunnel), by pkg/defroute's rule, which the hook applies too, since moving any of them cuts
 // the node off; such software links are marked DefaultRoute, the loopback Loopback. A namespace whose links or routes
 // keep changing during the dumps is an error, never a partial answer.
-func (n *Namespace) Scan() (soft []device.Device, routed map[string]bool, err error) {
-	// One rule for what carries the default route, the hook's too.
-	links, carriers, err := defroute.Carriers(n.handle)
+func (n *Namespace) Scan() (soft []device.Device, facts Facts, err error) {
+	// One rule for what carries the default route, and for upper links, the hook's too.
+	view, err := defroute.Read(n.handle)
 	if err != nil {
-		return nil, nil, err
+		return nil, Facts{}, err
 	}
-	routed = make(map[string]bool, len(carriers))
-	for _, l := range links {
+	names := make(map[int]string, len(view.Links))
+	for _, l := range view.Links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	facts = Facts{Routed: make(map[string]bool, len(view.Carriers)), Uppers: map[string][]string{}}
+	for _, l := range view.Links {
 		a := l.Attrs()
-		if carriers[a.Index] {
-			routed[a.Name] = true
+		if view.Carriers[a.Index] {
+			facts.Routed[a.Name] = true
+		}
+		for _, u := range view.Uppers[a.Index] {
+			if name, ok := names[u]; ok {
+				facts.Uppers[a.Name] = append(facts.Uppers[a.Name], name)
+			}
 		}
 		loopback := a.Flags&net.FlagLoopback != 0
 		if l.Type() == physicalLinkType && !loopback {
@@ -71,11 +80,19 @@ func (n *Namespace) Scan() (soft []device.Device, routed map[string]bool, err er
 		}
 		d := FromLink(l)
 		d.Loopback = loopback
-		d.DefaultRoute = carriers[a.Index]
+		d.DefaultRoute = view.Carriers[a.Index]
+		d.Uppers = facts.Uppers[a.Name]
 		soft = append(soft, d)
 	}
 	device.SortByID(soft)
-	return soft, routed, nil
+	return soft, facts, nil
+}
+
+// Facts are what a scan of the namespace says of its links by name, for the PCI functions'
+// netdevs too.
+type Facts struct {
+	Routed map[string]bool     // carries a default route, itself or beneath the link that does
+	Uppers map[string][]string // the links bound to it and its master, by name
 }
 
 // FromLink describes a software link as a device.

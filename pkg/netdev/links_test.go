@@ -3,6 +3,7 @@ package netdev
 import (
 	"context"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -99,7 +100,8 @@ func TestSoftwareLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	devs, names, err := n.Scan()
+	devs, facts, err := n.Scan()
+	names := facts.Routed
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,6 +163,16 @@ func TestSoftwareLinks(t *testing.T) {
 	}
 	if got := byID["dummy0"]; got.LinkType != "ether" || len(got.MAC) != 17 || got.OperState == "" {
 		t.Errorf("dummy0: linkType=%q mac=%q operState=%q", got.LinkType, got.MAC, got.OperState)
+	}
+
+	// Links others are bound to: the macvlan's parent, the bridge's port (its master is above it).
+	for lower, upper := range map[string]string{"uplink": "uplink.mv", "br6port": "br6"} {
+		if !slices.Contains(facts.Uppers[lower], upper) || !slices.Contains(byID[lower].Uppers, upper) {
+			t.Errorf("%s: uppers %v (device %v), want %s among them", lower, facts.Uppers[lower], byID[lower].Uppers, upper)
+		}
+	}
+	if u := facts.Uppers["dummy0"]; len(u) != 0 {
+		t.Errorf("dummy0 (a veth with its peer) has uppers %v", u)
 	}
 
 	want := map[string]bool{"uplink": true, "uplink.mv": true, "br6": true, "br6port": true, "tbl100": true}

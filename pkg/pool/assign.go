@@ -11,7 +11,8 @@ import (
 // Assign places each device in the first resource (file order) with a matching selector. Devices
 // with d.ExclusionReason() != "" are never placed (Unassigned with that reason). A PF with VFs
 // enabled (d.HasVFsEnabled()) is placed only by a matching selector that lists its PCI address in
-// pciAddresses; otherwise it is Unassigned with device.ReasonPFWithVFs. Everything else unmatched is
+// pciAddresses; otherwise it is Unassigned with device.ReasonPFWithVFs. A device with upper links
+// (d.Uppers) is placed only in a resource with AllowUpperDevices. Everything else unmatched is
 // Unassigned with device.ReasonNoSelector. Every resource yields a Pool even with zero devices.
 // Deterministic: pools in config order, devices sorted by ID, unassigned sorted by ID. Pure: no I/O;
 // the Devices are copies, sharing only their IfNames slices with devs.
@@ -50,7 +51,7 @@ func Assign(devs []device.Device, cfg *config.Config) Result {
 			res.Pools[p].Devices = append(res.Pools[p].Devices, placed)
 			continue
 		}
-		res.Unassigned = append(res.Unassigned, Unassigned{Device: *d, Reason: reason(d)})
+		res.Unassigned = append(res.Unassigned, Unassigned{Device: *d, Reason: reason(d, cfg)})
 	}
 	return res
 }
@@ -58,14 +59,29 @@ func Assign(devs []device.Device, cfg *config.Config) Result {
 const unassigned = -1
 
 // reason says why an unplaced device is in no pool.
-func reason(d *device.Device) string {
+func reason(d *device.Device, cfg *config.Config) string {
 	if r := d.ExclusionReason(); r != "" {
 		return r
 	}
 	if d.HasVFsEnabled() {
 		return device.ReasonPFWithVFs
 	}
+	if len(d.Uppers) > 0 && matchesAny(d, cfg) {
+		return device.ReasonUppers + " " + strings.Join(d.Uppers, ", ") + " (allowUpperDevices: true takes it)"
+	}
 	return device.ReasonNoSelector
+}
+
+// matchesAny reports whether some selector matches the device, pools' other rules aside.
+func matchesAny(d *device.Device, cfg *config.Config) bool {
+	for r := range cfg.Resources {
+		for s := range cfg.Resources[r].Selectors {
+			if Match(&cfg.Resources[r].Selectors[s], d) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // place returns the index of the first resource that takes d and the selector that matched, or
@@ -73,6 +89,11 @@ func reason(d *device.Device) string {
 func place(d *device.Device, cfg *config.Config) (int, *config.Selector) {
 	pfWithVFs := d.HasVFsEnabled()
 	for r := range cfg.Resources {
+		// Moving a netdev others are bound to deletes or detaches them: only a pool that says so
+		// takes it (userspace-bound functions have no netdev, so no upper links).
+		if len(d.Uppers) > 0 && !cfg.Resources[r].AllowUpperDevices {
+			continue
+		}
 		for s := range cfg.Resources[r].Selectors {
 			sel := &cfg.Resources[r].Selectors[s]
 			// A PF with VFs carries its VFs' traffic: only a selector that names it may take it.

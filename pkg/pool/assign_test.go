@@ -237,3 +237,25 @@ func TestResultLookups(t *testing.T) {
 		}
 	}
 }
+
+// A netdev other links are bound to (a vlan or macvlan on it, its bridge) goes only to a pool that
+// allows it: moving it deletes or detaches them.
+func TestAssignUpperDevices(t *testing.T) {
+	port := with(soft("veth3", "veth"), func(d *device.Device) { d.Uppers = []string{"br0"} })
+	free := soft("veth4", "veth")
+	strict := config.Resource{Name: "strict", Prefix: "example.com", Selectors: []config.Selector{{LinkKinds: []string{"veth"}}}}
+	lenient := strict
+	lenient.Name, lenient.AllowUpperDevices = "lenient", true
+
+	res := pool.Assign([]device.Device{port, free}, &config.Config{Resources: []config.Resource{strict}})
+	if ids := res.Pools[0].IDs(); len(ids) != 1 || ids[0] != "veth4" {
+		t.Errorf("strict pool has %v, want [veth4]", ids)
+	}
+	if len(res.Unassigned) != 1 || res.Unassigned[0].Reason != "upper devices br0 (allowUpperDevices: true takes it)" {
+		t.Errorf("unassigned %+v, want veth3 with its upper devices named", res.Unassigned)
+	}
+	res = pool.Assign([]device.Device{port, free}, &config.Config{Resources: []config.Resource{strict, lenient}})
+	if ids := res.Pools[1].IDs(); len(ids) != 1 || ids[0] != "veth3" {
+		t.Errorf("lenient pool has %v, want [veth3]", ids)
+	}
+}
