@@ -44,6 +44,7 @@ const stagingDir = ".netdevice-plugin-staging"
 type Writer struct {
 	dir      string
 	hookPath string
+	opts     WriterOptions
 
 	mu      sync.Mutex
 	staging *cdi.Cache // the library's writer, pointed at the staging folder
@@ -52,6 +53,22 @@ type Writer struct {
 // NewWriter returns a Writer for the CDI directory dir whose specs run the hook at hookPath (absolute).
 func NewWriter(dir, hookPath string) *Writer {
 	return &Writer{dir: dir, hookPath: hookPath}
+}
+
+// WriterOptions are the node's facts a spec depends on.
+type WriterOptions struct {
+	// DevRoot is where the host's device nodes are ("" = /dev); specs name host nodes under it.
+	DevRoot string
+	// MoveRDMA: the node's RDMA subsystem is in exclusive network-namespace mode, so a device of an
+	// isRdma pool is usable in the pod only with its RDMA device in the pod's namespace too: the
+	// hooks move it (--rdma-device). In shared mode the character devices are enough.
+	MoveRDMA bool
+}
+
+// With sets the options; call it before the first write.
+func (w *Writer) With(o WriterOptions) *Writer {
+	w.opts = o
+	return w
 }
 
 // SpecPath is the file of the resource's spec: "<dir>/<prefix>-<name>.json", the name the CDI
@@ -155,7 +172,7 @@ func (w *Writer) spec(p pool.Pool) (*cdispec.Spec, error) {
 			continue
 		}
 		var edits cdispec.ContainerEdits
-		for _, n := range d.Nodes() {
+		for _, n := range d.Nodes(w.opts.DevRoot) {
 			dn := &cdispec.DeviceNode{Path: n.Path}
 			if n.HostPath != n.Path {
 				dn.HostPath = n.HostPath
@@ -189,7 +206,7 @@ func movesNetdev(d *device.Device, res *config.Resource) bool {
 // netdev, or that brings device nodes. A netdev the CNI moves and that needs no device node has
 // nothing for the runtime to do; Allocate then names no CDI device for it.
 func InSpec(d *device.Device, res *config.Resource) bool {
-	return movesNetdev(d, res) || len(d.Nodes()) > 0
+	return movesNetdev(d, res) || len(d.Nodes("")) > 0
 }
 
 // hookArgs is the hook's argv (args[0] is the program, as in execv): the device by PCI address for
@@ -207,6 +224,11 @@ func (w *Writer) hookArgs(verb string, d *device.Device, res *config.Resource) [
 	}
 	if res.AllowUpperDevices {
 		args = append(args, "--allow-upper-devices")
+	}
+	if w.opts.MoveRDMA && d.RDMA {
+		for _, r := range d.RDMADevices {
+			args = append(args, "--rdma-device", r)
+		}
 	}
 	return args
 }

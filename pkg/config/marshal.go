@@ -33,6 +33,7 @@ type fileSelector struct {
 	PKeys        []string `json:"pKeys,omitempty"`
 	IfNames      []string `json:"ifNames,omitempty"`
 	LinkKinds    []string `json:"linkKinds,omitempty"`
+	IsRdma       bool     `json:"isRdma,omitempty"`
 	NeedVhostNet bool     `json:"needVhostNet,omitempty"`
 }
 
@@ -67,6 +68,7 @@ func Marshal(c *Config) ([]byte, error) {
 				PKeys:        s.PKeys,
 				IfNames:      s.IfNames,
 				LinkKinds:    s.LinkKinds,
+				IsRdma:       s.IsRdma,
 				NeedVhostNet: s.NeedVhostNet,
 			})
 		}

@@ -555,13 +555,6 @@ func (w *walker) selector(path string, n *node) (s Selector, ok bool) {
 			}
 		}
 	}
-	unsupportedTrue := func(why string) field {
-		return func(fp string, v *node) {
-			if b, ok := w.boolean(fp, v); ok && b {
-				w.fail(fp, "true is not supported: %s", why)
-			}
-		}
-	}
 	pfSeen := map[string]string{} // PF name (folded) -> path of its first pfNames entry
 	rootSeen := map[string]string{}
 	if !w.object(path, n, map[string]field{
@@ -607,7 +600,7 @@ func (w *walker) selector(path string, n *node) (s Selector, ok bool) {
 			w.strings(fp, v, func(ep, x string) { s.LinkKinds = w.appendParsed(s.LinkKinds, ep, x, checkWord("link kind")) })
 		},
 		// sriov-dp fields this plugin cannot honour: accepted while they ask for nothing.
-		"isRdma":       unsupportedTrue("RDMA device files are not handed to pods by this plugin"),
+		"isRdma":       func(fp string, v *node) { s.IsRdma, _ = w.boolean(fp, v) },
 		"needVhostNet": func(fp string, v *node) { s.NeedVhostNet, _ = w.boolean(fp, v) },
 		"vdpaType": func(fp string, v *node) {
 			if x, ok := w.str(fp, v); ok && x != "" {
@@ -632,7 +625,7 @@ func (w *walker) selector(path string, n *node) (s Selector, ok bool) {
 			hint = fmt.Sprintf(" (its keys %s were not recognised)", strings.Join(w.ignored, ", "))
 		}
 		w.fail(path, "empty selector: it would match every device%s; set at least one of vendors, devices, drivers, "+
-			"pciAddresses, acpiIndexes, pfNames, rootDevices, linkTypes, pKeys, ifNames, linkKinds", hint)
+			"pciAddresses, acpiIndexes, pfNames, rootDevices, linkTypes, pKeys, isRdma, ifNames, linkKinds", hint)
 		return s, false
 	}
 	if pci := s.PCIOnly(); len(pci) > 0 && len(s.LinkKinds) > 0 {

@@ -5,7 +5,7 @@ package config
 func (s *Selector) Empty() bool {
 	return len(s.Vendors) == 0 && len(s.Devices) == 0 && len(s.Drivers) == 0 && len(s.PCIAddresses) == 0 &&
 		len(s.ACPIIndexes) == 0 && len(s.PFNames) == 0 && len(s.RootDevices) == 0 && len(s.LinkTypes) == 0 &&
-		len(s.PKeys) == 0 && len(s.IfNames) == 0 && len(s.LinkKinds) == 0
+		len(s.PKeys) == 0 && !s.IsRdma && len(s.IfNames) == 0 && len(s.LinkKinds) == 0
 }
 
 // PCIOnly lists the set fields that only a PCI function can match (software links have no vendor,
@@ -25,5 +25,8 @@ func (s *Selector) PCIOnly() []string {
 	add("pfNames", len(s.PFNames))
 	add("rootDevices", len(s.RootDevices))
 	add("pKeys", len(s.PKeys))
+	if s.IsRdma {
+		add("isRdma", 1)
+	}
 	return f
 }

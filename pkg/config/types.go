@@ -75,6 +75,8 @@ type Selector struct {
 	PKeys        []string     // InfiniBand partition key of port 1, as the kernel prints it ("0x7fff")
 	IfNames      []string     // glob patterns (path.Match syntax) on the host interface name
 	LinkKinds    []string     // netlink kinds: "dummy", "veth", ...
+	// IsRdma selects only functions with an RDMA device, and gives them its character devices.
+	IsRdma bool `json:",omitempty"`
 	// NeedVhostNet gives the devices this selector places /dev/vhost-net and /dev/net/tun too.
 	NeedVhostNet bool `json:",omitempty"`
 }

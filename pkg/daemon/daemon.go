@@ -583,8 +583,11 @@ func (d *Daemon) serverDevice(dev *device.Device, res *config.Resource, gone boo
 		PCIAddress:   dev.PCIAddress,
 		PFPCIAddress: dev.PFPCIAddress,
 		CDI:          inSpec[dev.ID],
-		Nodes:        dev.Nodes(),
+		Nodes:        dev.Nodes(d.opts.DevRoot),
 		Info:         server.Info(dev, res),
+	}
+	if dev.RDMA {
+		sd.RDMADevices = dev.RDMADevices
 	}
 	if !gone {
 		sd.Problem = health.Problem(dev, inventory)

@@ -9,6 +9,7 @@ package device
 import (
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Reasons a device is never offered to any pool. They are the words `discover` prints.
@@ -43,6 +44,7 @@ const (
 	VFIOContainerNode = "/dev/vfio/vfio"
 	VhostNetNode      = "/dev/vhost-net"
 	TunNode           = "/dev/net/tun"
+	RDMACMNode        = "/dev/infiniband/rdma_cm"
 )
 
 // Device is one network device of the node. The JSON form is the `discover -o json` DEVICE object:
@@ -63,6 +65,11 @@ type Device struct {
 	NUMANode     int    `json:"numaNode"`     // -1 = none
 	IOMMUGroup   int    `json:"iommuGroup"`   // -1 = none
 	UIODevice    string `json:"uioDevice"`    // uio-bound functions: "/dev/uio0", from <function>/uio/
+	// RDMA: the function's RDMA (verbs) devices on the host ("mlx5_2"), and their character
+	// devices (/dev/infiniband/issmN, umadN, uverbsN); empty without RDMA, or while the device is
+	// in a pod's namespace (exclusive mode).
+	RDMADevices     []string `json:"rdmaDevices"`
+	RDMACharDevices []string `json:"rdmaCharDevices"`
 	LinkType     string `json:"linkType"`     // "ether", "infiniband", ... as sriov-dp's linkTypes
 	OperState    string `json:"operState"`
 	MAC          string `json:"mac"`
@@ -85,8 +92,12 @@ type Device struct {
 	// or bond master): moving the netdev away deletes or detaches them.
 	Uppers []string `json:"-"`
 
+	// RDMACM: the host has /dev/infiniband/rdma_cm, which every RDMA pod gets with its own devices.
+	RDMACM bool `json:"-"`
+
 	// Set by pool.Assign from the selector that placed the device.
 	VhostNet bool `json:"-"` // needVhostNet: the pod also gets /dev/vhost-net and /dev/net/tun
+	RDMA     bool `json:"-"` // isRdma: the pod also gets the RDMA character devices
 }
 
 // New returns a Device with every numeric field at its "absent" value (-1).
@@ -141,21 +152,42 @@ func (d *Device) VFIOContainerGroupNode() string {
 type Node struct{ HostPath, Path string }
 
 // Nodes lists the device nodes the device brings to a container, in sriov-dp's order: its vfio
-// nodes (the container node, then the group's) or its uio node, then vhost-net and tun when its
-// selector asked for them. A vfio function without a group, or a uio one without a node, has
-// none of its own (its health says so).
-func (d *Device) Nodes() []Node {
+// nodes (the container node, then the group's) or its uio node, then its RDMA character devices and
+// rdma_cm when its selector set isRdma, then vhost-net and tun when it set needVhostNet. A vfio
+// function without a group, or a uio one without a node, has none of its own (its health says
+// so). Host paths are under devRoot, which stands for /dev ("" is /dev: a test's stand-in nodes
+// live elsewhere); container paths are always under /dev.
+func (d *Device) Nodes(devRoot string) []Node {
 	var out []Node
+	add := func(host, path string) { out = append(out, Node{HostPath: hostNode(devRoot, host), Path: path}) }
 	switch {
 	case d.IsVFIO() && d.IOMMUGroup >= 0:
-		out = append(out, Node{VFIOContainerNode, VFIOContainerNode}, Node{d.VFIOGroupNode(), d.VFIOContainerGroupNode()})
+		add(VFIOContainerNode, VFIOContainerNode)
+		add(d.VFIOGroupNode(), d.VFIOContainerGroupNode())
 	case d.IsUIO() && d.UIODevice != "":
-		out = append(out, Node{d.UIODevice, d.UIODevice})
+		add(d.UIODevice, d.UIODevice)
+	}
+	if d.RDMA {
+		for _, c := range d.RDMACharDevices {
+			add(c, c)
+		}
+		if d.RDMACM && len(d.RDMACharDevices) > 0 {
+			add(RDMACMNode, RDMACMNode)
+		}
 	}
 	if d.VhostNet {
-		out = append(out, Node{VhostNetNode, VhostNetNode}, Node{TunNode, TunNode})
+		add(VhostNetNode, VhostNetNode)
+		add(TunNode, TunNode)
 	}
 	return out
+}
+
+// hostNode is a /dev path under devRoot.
+func hostNode(devRoot, path string) string {
+	if devRoot == "" || devRoot == "/dev" {
+		return path
+	}
+	return devRoot + strings.TrimPrefix(path, "/dev")
 }
 
 // HasVFsEnabled reports whether the device is a PF with SR-IOV VFs enabled.

@@ -28,6 +28,7 @@ import (
 // function is a scanned network function with what VF linking needs.
 type function struct {
 	dev     device.Device
+	pkeyOf  string         // the RDMA device whose partition key the function has, if IB
 	physfn  string         // PF address of a VF
 	virtfns map[string]int // VF address -> index, of a PF
 	reps    []netdev       // switchdev representors in its net/
@@ -77,6 +78,13 @@ func Scan(sysfsRoot string, db *pcidb.PCIDB) ([]device.Device, error) {
 	for addr, f := range fns {
 		if f.physfn != "" {
 			linkVF(&f.dev, addr, f.physfn, fns)
+		}
+		if f.pkeyOf != "" && effectiveLinkType(&f.dev) == "infiniband" {
+			// sriov-dp reads the key only of an InfiniBand function (its VF takes the PF's type).
+			if dir, err := bus.sub(addr); err == nil {
+				f.dev.PKey = readPKey(addr, &dir, f.pkeyOf)
+				dir.close()
+			}
 		}
 		out = append(out, f.dev)
 		for i := range f.reps {
@@ -145,6 +153,9 @@ func readFunction(dir *sysDir, addr string, nm namer) *function {
 		}
 	}
 
+	r := readRDMA(addr, dir, entries)
+	d.RDMADevices, d.RDMACharDevices, f.pkeyOf = r.devices, r.chars, r.pkeyOf
+
 	// A VF's netdevs are never representors: only its PF owns the eswitch.
 	nds := readNetdevs(addr, dir, entries, f.physfn == "")
 	ports := make([]netdev, 0, len(nds))
@@ -207,6 +218,14 @@ func uioNode(dir *sysDir, addr string) string {
 	}
 	klog.Warningf("pci: %s: uio folder lists no uioN device", addr)
 	return ""
+}
+
+// effectiveLinkType is the netdev's link type, or for a VF without netdev its PF's.
+func effectiveLinkType(d *device.Device) string {
+	if len(d.IfNames) == 0 && d.IsVF() {
+		return d.PFLinkType
+	}
+	return d.LinkType
 }
 
 // representor is the Device of a switchdev representor netdev of PF pf.

@@ -110,6 +110,12 @@ func (d *sysDir) linkBase(name string) (string, error) {
 	return filepath.Base(string(d.buf.link[:n])), nil
 }
 
+// isDir reports whether name is a folder itself, not a symlink to one.
+func (d *sysDir) isDir(name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
+}
+
 // resolves reports whether name, followed through symlinks, exists.
 func (d *sysDir) resolves(name string) error {
 	var st unix.Stat_t

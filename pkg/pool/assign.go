@@ -9,9 +9,8 @@ import (
 )
 
 // Assign places each device in the first resource (file order) with a matching selector. Devices
-// with d.ExclusionReason() != "" are never placed (Unassigned with that reason). A PF with VFs
-// enabled (d.HasVFsEnabled()) is placed only by a matching selector that lists its PCI address in
-// pciAddresses; otherwise it is Unassigned with device.ReasonPFWithVFs. A device with upper links
+// with d.ExclusionReason() != "" are never placed (Unassigned with that reason), nor is a PF with VFs
+// enabled (d.HasVFsEnabled(): Unassigned with device.ReasonPFWithVFs), as in sriov-dp. A device with upper links
 // (d.Uppers) is placed only in a resource with AllowUpperDevices. Everything else unmatched is
 // Unassigned with device.ReasonNoSelector. Every resource yields a Pool even with zero devices.
 // Deterministic: pools in config order, devices sorted by ID, unassigned sorted by ID. Pure: no I/O;
@@ -48,6 +47,7 @@ func Assign(devs []device.Device, cfg *config.Config) Result {
 		if p := where[i]; p != unassigned {
 			placed := *d
 			placed.VhostNet = sels[i].NeedVhostNet
+			placed.RDMA = sels[i].IsRdma
 			res.Pools[p].Devices = append(res.Pools[p].Devices, placed)
 			continue
 		}
@@ -87,7 +87,11 @@ func matchesAny(d *device.Device, cfg *config.Config) bool {
 // place returns the index of the first resource that takes d and the selector that matched, or
 // unassigned.
 func place(d *device.Device, cfg *config.Config) (int, *config.Selector) {
-	pfWithVFs := d.HasVFsEnabled()
+	if d.HasVFsEnabled() {
+		// A PF with VFs carries its VFs' traffic (its link state is theirs): never offered, as in
+		// sriov-dp, whatever the selectors say.
+		return unassigned, nil
+	}
 	for r := range cfg.Resources {
 		// Moving a netdev others are bound to deletes or detaches them: only a pool that says so
 		// takes it (userspace-bound functions have no netdev, so no upper links).
@@ -96,10 +100,6 @@ func place(d *device.Device, cfg *config.Config) (int, *config.Selector) {
 		}
 		for s := range cfg.Resources[r].Selectors {
 			sel := &cfg.Resources[r].Selectors[s]
-			// A PF with VFs carries its VFs' traffic: only a selector that names it may take it.
-			if pfWithVFs && !slices.Contains(sel.PCIAddresses, d.PCIAddress) {
-				continue
-			}
 			if Match(sel, d) {
 				return r, sel
 			}

@@ -95,7 +95,7 @@ func TestAssign(t *testing.T) {
 			},
 		},
 		{
-			name: "PF with VFs only where its PCI address is named",
+			name: "PF with VFs never, even named by its PCI address (as in sriov-dp)",
 			cfg: `{"resourceList":[
 				{"resourceName":"by_vendor","selectors":[{"vendors":["8086"],"devices":["1592"]}]},
 				{"resourceName":"named_wrong_driver","selectors":[{"pciAddresses":["0000:3b:00.0"],"drivers":["i40e"]}]},
@@ -106,9 +106,9 @@ func TestAssign(t *testing.T) {
 				pools: map[string][]string{
 					"example.com/by_vendor":          {"0000:3b:00.1"},
 					"example.com/named_wrong_driver": {},
-					"example.com/named":              {"0000:3b:00.0"},
+					"example.com/named":              {},
 				},
-				unassigned: map[string]string{},
+				unassigned: map[string]string{"0000:3b:00.0": device.ReasonPFWithVFs},
 			},
 		},
 		{

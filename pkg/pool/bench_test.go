@@ -48,15 +48,15 @@ func TestBenchLayout(t *testing.T) {
 		"example.com/low_vfs":    3 * 16,
 		"example.com/dpdk":       8 * 64,
 		"example.com/netdev_vfs": 8*64 - 3*16,
-		"example.com/uplinks":    2,
+		"example.com/uplinks":    0, // PFs with VFs are never offered
 	}
 	for _, p := range r.Pools {
 		if got := len(p.Devices); got != want[p.Resource.FullName()] {
 			t.Errorf("%s: %d devices, want %d", p.Resource.FullName(), got, want[p.Resource.FullName()])
 		}
 	}
-	if len(r.Unassigned) != 6 {
-		t.Errorf("%d unassigned, want the 6 unnamed PFs with VFs", len(r.Unassigned))
+	if len(r.Unassigned) != 8 {
+		t.Errorf("%d unassigned, want the 8 PFs with VFs", len(r.Unassigned))
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 //     falls back); ifNames (globs on any host netdev name) needs a netdev, so a vfio-pci VF never
 //     matches it;
 //   - acpiIndexes, pKeys: the function's acpi_index and port 1's default partition key;
+//   - isRdma: only functions with an RDMA device (sriov-dp's rdmamap test);
 //   - linkKinds: the netlink kind of a software link.
 //
 // A software link matches only a selector that names it (ifNames or linkKinds) and sets no PCI-only
@@ -42,6 +43,7 @@ func Match(sel *config.Selector, d *device.Device) bool {
 		matchPF(sel.RootDevices, d, d.PFPCIAddress) &&
 		matchLinkType(sel.LinkTypes, d) &&
 		matchList(sel.PKeys, d.PKey) &&
+		(!sel.IsRdma || len(d.RDMADevices) > 0) &&
 		matchIfNames(sel.IfNames, d) &&
 		matchList(sel.LinkKinds, d.Kind)
 }
