@@ -61,7 +61,7 @@ func parseDaemonFlagsTo(args []string, out io.Writer) (*daemonFlags, int) {
 	fs.StringVar(&f.devinfoDir, "devinfo-dir", devinfo.DefaultDir, "where allocated PCI devices get their device-information files (the Network Plumbing WG spec Multus reads); \"\" = none")
 	fs.StringVar(&f.podResources, "pod-resources-socket", podresources.DefaultSocket, "the kubelet's pod-resources API: which devices pods still hold; \"\" = do not ask")
 	fs.DurationVar(&f.kubeletSync, "kubelet-sync-interval", daemon.DefaultKubeletSync, "how often the kubelet is asked which devices pods hold")
-	fs.StringVar(&f.devRoot, "dev-root", daemon.DefaultDevRoot, "the host's device folder, where needVhostNet pools look for vhost-net and net/tun")
+	fs.StringVar(&f.devRoot, "dev-root", daemon.DefaultDevRoot, "the host's device folder (/dev as the daemon sees it): needVhostNet pools need vhost-net and net/tun there, RDMA pods get rdma_cm when it is there; host paths in the CDI specs are under it")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address for /metrics and /healthz, e.g. :9402 (\"\" = off)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: netdevice-plugin --config FILE [flags]\n       netdevice-plugin discover --config FILE [flags]\n       netdevice-plugin install-hook [flags]\n\nFlags of the daemon:\n")
@@ -112,10 +112,13 @@ func runDaemon(args []string) int {
 }
 
 func serve(ctx context.Context, f *daemonFlags) (err error) {
-	scanner, err := inventory.New(inventory.Options{SysfsRoot: f.sysfsRoot, PCIIDsPath: f.pciIDs, SoftwareLinks: true})
+	scanner, err := inventory.New(inventory.Options{SysfsRoot: f.sysfsRoot, PCIIDsPath: f.pciIDs, SoftwareLinks: true, DevRoot: f.devRoot})
 	if err != nil {
 		return err
 	}
+	// The RDMA netns mode cannot change while any pod namespace exists: read once.
+	rdmaMode, rdmaErr := netdev.RDMANetnsMode()
+	klog.InfoS("RDMA network-namespace mode", "mode", rdmaMode, "why", errText(rdmaErr))
 	// /healthz fails when no scan succeeded for three rescan intervals: the loop is stuck.
 	m := metrics.New(3 * f.rescan)
 	ledger := allocation.New(0)
@@ -134,7 +137,7 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 		DefaultPrefix:  f.prefix,
 		StrictConfig:   f.strictConfig,
 		Scanner:        scanner,
-		Specs:          cdi.NewWriter(f.cdiDir, f.hookPath),
+		Specs:          cdi.NewWriter(f.cdiDir, f.hookPath).With(cdi.WriterOptions{DevRoot: f.devRoot, MoveRDMA: rdmaMode == netdev.RDMAExclusive}),
 		Servers:        m.Servers(mgr),
 		Links:          netdev.WatchLinks,
 		ReconcileLinks: reconcileReturned,
@@ -163,6 +166,14 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 	klog.InfoS("Starting netdevice-plugin", "version", version, "config", f.config, "sysfsRoot", f.sysfsRoot, "mode", mgr.Mode(),
 		"cdiDir", f.cdiDir, "hookPath", f.hookPath, "rescanInterval", f.rescan)
 	return d.Run(ctx)
+}
+
+// errText is an error's text, or "" for none.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // reconcileReturned gives links the kernel returned from dead pod namespaces their host names back.

@@ -13,6 +13,7 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pool"
 )
 
@@ -26,6 +27,7 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 	prefix := fs.String("resource-prefix", config.DefaultResourcePrefix, "resource prefix for resources that name none")
 	pciIDs := fs.String("pci-ids", "", "pci.ids file for vendor/device names (default: the usual system paths)")
 	softwareLinks := fs.Bool("software-links", true, "also list software links (veth, dummy, ...) of this network namespace")
+	devRoot := fs.String("dev-root", "/dev", "the host's device folder (whether /dev/infiniband/rdma_cm is there)")
 	output := fs.String("o", "table", "output format: table or json")
 	strict := fs.Bool("strict-config", false, "unknown and repeated config keys are errors, not warnings (for CI pipelines)")
 	fs.Usage = func() {
@@ -51,7 +53,7 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "discover: %v\n", err)
 		return 1
 	}
-	scanner, err := inventory.New(inventory.Options{SysfsRoot: *sysfsRoot, PCIIDsPath: *pciIDs, SoftwareLinks: *softwareLinks})
+	scanner, err := inventory.New(inventory.Options{SysfsRoot: *sysfsRoot, PCIIDsPath: *pciIDs, SoftwareLinks: *softwareLinks, DevRoot: *devRoot})
 	if err != nil {
 		fmt.Fprintf(stderr, "discover: %v\n", err)
 		return 1
@@ -62,10 +64,11 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	result := pool.Assign(devs, cfg)
+	rdmaMode, _ := netdev.RDMANetnsMode()
 	if *output == "json" {
-		err = writeJSON(stdout, result, cfg.Warnings)
+		err = writeJSON(stdout, result, cfg.Warnings, rdmaMode)
 	} else {
-		err = writeTable(stdout, result, cfg.Warnings)
+		err = writeTable(stdout, result, cfg.Warnings, rdmaMode)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "discover: write output: %v\n", err)
@@ -77,6 +80,7 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 // discoverReport is the `-o json` document.
 type discoverReport struct {
 	Warnings   []string          `json:"warnings"`
+	RDMAMode   string            `json:"rdmaNetnsMode"`
 	Pools      []discoverPool    `json:"pools"`
 	Unassigned []pool.Unassigned `json:"unassigned"`
 }
@@ -86,29 +90,44 @@ type discoverPool struct {
 	Devices  []device.Device `json:"devices"`
 }
 
-func writeJSON(w io.Writer, r pool.Result, warnings []string) error {
-	report := discoverReport{Warnings: append([]string{}, warnings...), Pools: []discoverPool{}, Unassigned: []pool.Unassigned{}}
+func writeJSON(w io.Writer, r pool.Result, warnings []string, rdmaMode string) error {
+	report := discoverReport{Warnings: append([]string{}, warnings...), RDMAMode: rdmaMode, Pools: []discoverPool{}, Unassigned: []pool.Unassigned{}}
 	for _, p := range r.Pools {
-		devs := p.Devices
-		if devs == nil {
-			devs = []device.Device{}
+		devs := make([]device.Device, len(p.Devices))
+		for i := range p.Devices {
+			devs[i] = listsNotNull(p.Devices[i])
 		}
 		report.Pools = append(report.Pools, discoverPool{Resource: p.Resource.FullName(), Devices: devs})
 	}
-	report.Unassigned = append(report.Unassigned, r.Unassigned...)
+	for _, u := range r.Unassigned {
+		u.Device = listsNotNull(u.Device)
+		report.Unassigned = append(report.Unassigned, u)
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(report)
 }
 
-var tableHeader = []string{"ID", "IFNAME", "KIND", "VENDOR:DEVICE", "DRIVER", "PF", "VF", "NUMA", "LINK", "STATE"}
+// listsNotNull gives a device's absent lists as [] in JSON, as absent strings are "".
+func listsNotNull(d device.Device) device.Device {
+	if d.RDMADevices == nil {
+		d.RDMADevices = []string{}
+	}
+	if d.RDMACharDevices == nil {
+		d.RDMACharDevices = []string{}
+	}
+	return d
+}
+
+var tableHeader = []string{"ID", "IFNAME", "KIND", "VENDOR:DEVICE", "DRIVER", "PF", "VF", "NUMA", "LINK", "STATE", "RDMA"}
 
 // writeTable prints the config's warnings, one section per pool, in config order, then the devices
 // in no pool with the reason. Absent values print as "-".
-func writeTable(w io.Writer, r pool.Result, warnings []string) error {
+func writeTable(w io.Writer, r pool.Result, warnings []string, rdmaMode string) error {
 	for _, warn := range warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
+	fmt.Fprintf(w, "RDMA netns mode: %s\n", rdmaMode)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, p := range r.Pools {
 		fmt.Fprintf(tw, "%s: %s\n", p.Resource.FullName(), plural(len(p.Devices), "device"))
@@ -141,7 +160,7 @@ func tableRow(d *device.Device) []string {
 		pf = d.PFPCIAddress
 	}
 	cells := []string{d.ID, strings.Join(d.IfNames, ","), d.Kind, vendorDevice, d.Driver, pf,
-		number(d.VFIndex), number(d.NUMANode), d.LinkType, d.OperState}
+		number(d.VFIndex), number(d.NUMANode), d.LinkType, d.OperState, strings.Join(d.RDMADevices, ",")}
 	for i, c := range cells {
 		if c == "" {
 			cells[i] = "-"

@@ -145,7 +145,7 @@ func TestDiscoverJSONDeviceFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	fields := []string{"id", "pciAddress", "ifName", "kind", "vendor", "device", "vendorName", "deviceName", "driver",
-		"pfPciAddress", "pfName", "vfIndex", "numaNode", "iommuGroup", "uioDevice", "linkType", "operState", "mac", "mtu"}
+		"pfPciAddress", "pfName", "vfIndex", "numaNode", "iommuGroup", "uioDevice", "rdmaDevices", "rdmaCharDevices", "linkType", "operState", "mac", "mtu"}
 	vfs := r.Pools[0].Devices
 	if len(vfs) != 4 {
 		t.Fatalf("pool has %d VFs, want 4", len(vfs))

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,17 @@ func uioVF(addr, driver, node string) device.Device {
 	return d
 }
 
+// rdmaVF is a VF with one RDMA device, placed by an isRdma selector, on a host with rdma_cm.
+func rdmaVF(addr, ibdev string, n int) device.Device {
+	d := vf(addr, "mlx5_core", 70)
+	d.RDMADevices = []string{ibdev}
+	for _, c := range []string{"issm", "umad", "uverbs"} {
+		d.RDMACharDevices = append(d.RDMACharDevices, "/dev/infiniband/"+c+strconv.Itoa(n))
+	}
+	d.RDMA, d.RDMACM = true, true
+	return d
+}
+
 // vhost marks a device as placed by a needVhostNet selector.
 func vhost(d device.Device) device.Device {
 	d.VhostNet = true
@@ -89,6 +101,7 @@ func TestWritePool(t *testing.T) {
 		wantNodes map[string][]string
 		wantOwner bool
 		inSpec    []string // when only some devices have an entry: their IDs
+		opts      WriterOptions
 	}{
 		{
 			name:        "seed demo kind-dummy pool",
@@ -179,6 +192,34 @@ func TestWritePool(t *testing.T) {
 			inSpec:      []string{"0000:3b:02.0"},
 		},
 		{
+			name: "isRdma in shared mode: the character devices and rdma_cm, nothing moved",
+			pool: pool.Pool{
+				Resource: resource("mellanox.com", "rdma", ""),
+				Devices:  []device.Device{rdmaVF("0000:86:00.2", "mlx5_2", 2)},
+			},
+			wantFile:    "mellanox.com-rdma.json",
+			wantVersion: "0.5.0",
+			wantHooks: map[string][2][]string{
+				"0000:86:00.2": {attach("--pci-address", "0000:86:00.2"), detach("--pci-address", "0000:86:00.2")},
+			},
+			wantNodes: map[string][]string{"0000:86:00.2": {"/dev/infiniband/issm2", "/dev/infiniband/umad2", "/dev/infiniband/uverbs2", "/dev/infiniband/rdma_cm"}},
+		},
+		{
+			name: "isRdma in exclusive mode: the hooks move the RDMA device; host nodes under the device root",
+			pool: pool.Pool{
+				Resource: resource("mellanox.com", "rdma", ""),
+				Devices:  []device.Device{rdmaVF("0000:86:00.2", "mlx5_2", 2)},
+			},
+			opts:        WriterOptions{DevRoot: "/tmp/e2e/dev", MoveRDMA: true},
+			wantFile:    "mellanox.com-rdma.json",
+			wantVersion: "0.5.0",
+			wantHooks: map[string][2][]string{
+				"0000:86:00.2": {attach("--pci-address", "0000:86:00.2", "--rdma-device", "mlx5_2"), detach("--pci-address", "0000:86:00.2", "--rdma-device", "mlx5_2")},
+			},
+			wantNodes: map[string][]string{"0000:86:00.2": {"/tmp/e2e/dev/infiniband/issm2>/dev/infiniband/issm2", "/tmp/e2e/dev/infiniband/umad2>/dev/infiniband/umad2",
+				"/tmp/e2e/dev/infiniband/uverbs2>/dev/infiniband/uverbs2", "/tmp/e2e/dev/infiniband/rdma_cm>/dev/infiniband/rdma_cm"}},
+		},
+		{
 			name: "allowUpperDevices reaches the hook",
 			pool: pool.Pool{
 				Resource: config.Resource{Name: "uppers", Prefix: "example.com", AllowUpperDevices: true},
@@ -206,7 +247,7 @@ func TestWritePool(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			w := NewWriter(dir, testHook)
+			w := NewWriter(dir, testHook).With(tt.opts)
 			if err := w.WritePool(tt.pool); err != nil {
 				t.Fatalf("WritePool: %v", err)
 			}

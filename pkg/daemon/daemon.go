@@ -130,9 +130,11 @@ type pooledDevice struct {
 // hostNames are the netdev names and link type a PCI function last had on the host, with its
 // driver then.
 type hostNames struct {
-	names    []string
-	linkType string
-	driver   string
+	names     []string
+	linkType  string
+	driver    string
+	rdma      []string // RDMA devices
+	rdmaChars []string // and their character devices
 }
 
 // New checks the options and returns a loop that Run starts.
@@ -525,22 +527,35 @@ func (d *Daemon) pruneHostNames(present map[string]bool) {
 	}
 }
 
-// keepHostNames remembers a PCI function's netdev names and link type, and gives them back to a function that
-// shows none because its netdev is inside a pod (sysfs lists only the host namespace's), so a
-// selector on interface names keeps it in its pool. A function rebound to another driver lost
-// its netdev for real and gets nothing back.
+// keepHostNames remembers a PCI function's netdev names and link type, and its RDMA devices, and
+// gives them back to a function that shows none because they are inside a pod (sysfs lists only
+// the host namespace's; in exclusive mode an RDMA device moves with the netdev), so selectors on
+// interface names, link types and isRdma keep it in its pool and its hooks can bring them home. A
+// function rebound to another driver lost them for real and gets nothing back.
 func (d *Daemon) keepHostNames(dev *device.Device) {
 	if !dev.IsPCI() || dev.Representor { // a representor shares its PF's address: not its names
 		return
 	}
-	if len(dev.IfNames) > 0 {
-		d.hostNames[dev.PCIAddress] = hostNames{names: dev.IfNames, linkType: dev.LinkType, driver: dev.Driver}
-		return
+	h, known := d.hostNames[dev.PCIAddress]
+	if known && h.driver != dev.Driver {
+		h, known = hostNames{}, false
 	}
-	if h, ok := d.hostNames[dev.PCIAddress]; ok && h.driver == dev.Driver {
-		dev.IfNames = h.names
-		dev.IfName = h.names[0]
+	h.driver = dev.Driver
+	switch {
+	case len(dev.IfNames) > 0:
+		h.names, h.linkType = dev.IfNames, dev.LinkType
+	case known && len(h.names) > 0:
+		dev.IfNames, dev.IfName = h.names, h.names[0]
 		dev.LinkType = h.linkType // a linkTypes selector keeps it too
+	}
+	switch {
+	case len(dev.RDMADevices) > 0:
+		h.rdma, h.rdmaChars = dev.RDMADevices, dev.RDMACharDevices
+	case known && len(h.rdma) > 0:
+		dev.RDMADevices, dev.RDMACharDevices, dev.RDMAAway = h.rdma, h.rdmaChars, true
+	}
+	if len(h.names) > 0 || len(h.rdma) > 0 {
+		d.hostNames[dev.PCIAddress] = h
 	}
 }
 
@@ -594,6 +609,10 @@ func (d *Daemon) serverDevice(dev *device.Device, res *config.Resource, gone boo
 	}
 	if sd.Problem == "" && dev.VhostNet {
 		sd.Problem = d.missingNodes(device.VhostNetNode, device.TunNode)
+	}
+	if sd.Problem == "" && dev.RDMA && dev.RDMAAway && !sd.InUse {
+		// Away from the host while no pod holds it: unloaded, or lost with a pod.
+		sd.Problem = "RDMA device " + strings.Join(dev.RDMADevices, ",") + " not on the host"
 	}
 	if sd.Problem == "" && cdi.InSpec(dev, res) && !inSpec[dev.ID] {
 		sd.Problem = "not in the pool's CDI spec (writing it failed)"

@@ -141,14 +141,14 @@ func newHarnessWith(t testing.TB, o harnessOpts, before func(*harness)) *harness
 		t.Fatal(err)
 	}
 	t.Cleanup(h.kubelet.Close)
-	scanner, err := inventory.New(inventory.Options{SysfsRoot: tree.Root, SoftwareLinks: true})
+	scanner, err := inventory.New(inventory.Options{SysfsRoot: tree.Root, SoftwareLinks: true, DevRoot: o.devRoot})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.opts = Options{
 		ConfigPath:     h.cfgPath,
 		Scanner:        scanner,
-		Specs:          cdi.NewWriter(h.cdiDir, hookPath),
+		Specs:          cdi.NewWriter(h.cdiDir, hookPath).With(cdi.WriterOptions{DevRoot: o.devRoot}),
 		Links:          netdev.WatchLinks,
 		RescanInterval: o.rescan,
 		Coalesce:       o.coalesce,

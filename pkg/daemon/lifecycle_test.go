@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,11 +15,13 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/allocation"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/devinfo"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci/pcitest"
 )
 
 // A device-information file is written when Allocate hands the device out, stays while the
@@ -280,9 +283,79 @@ func FuzzDecodeState(f *testing.F) {
 			}
 		}
 		for _, hn := range st.HostNames {
-			if len(hn.Names) == 0 {
+			if len(hn.Names) == 0 && len(hn.RDMA) == 0 {
 				t.Fatal("kept host names without a name")
 			}
 		}
 	})
+}
+
+// In exclusive RDMA mode an RDMA device inside a pod is not on the host's sysfs: the function keeps
+// its last RDMA device and character devices (its isRdma pool, its CDI spec, the hook's way home)
+// and is healthy while a pod holds it; away with no pod holding it, it is unhealthy, naming it.
+func TestRDMADeviceAway(t *testing.T) {
+	requireNetns(t)
+	const rdma = "mellanox.com/rdma"
+	tree := func(tr *pcitest.Tree) error {
+		if err := tr.AddPF(pcitest.Function{Addr: "0000:86:00.0", Vendor: "15b3", Device: "101d", Class: "0x020000", Driver: "mlx5_core", NUMANode: "1", IOMMUGroup: "70"},
+			pcitest.SRIOV{TotalVFs: 8, Offset: 2, Stride: 1, VFDevice: "101e"}); err != nil {
+			return err
+		}
+		if err := tr.AddNetdev("0000:86:00.0", pcitest.Netdev{Name: "ens2f0np0", MAC: "b8:ce:f6:00:00:01", Carrier: "1", PhysPortName: "p0"}); err != nil {
+			return err
+		}
+		for i := range 2 {
+			if err := tr.AddVF("0000:86:00.0", i, pcitest.Function{Driver: "mlx5_core", IOMMUGroup: strconv.Itoa(71 + i)}); err != nil {
+				return err
+			}
+			addr, _ := tr.VFAddr("0000:86:00.0", i)
+			name := "ens2f0v" + strconv.Itoa(i)
+			if err := tr.AddNetdev(addr, pcitest.Netdev{Name: name, MAC: fmt.Sprintf("b8:ce:f6:00:01:%02x", i), Carrier: "1"}); err != nil {
+				return err
+			}
+			if err := tr.AddRDMA(addr, pcitest.RDMA{Name: "mlx5_" + strconv.Itoa(2+i), Verbs: 2 + i, MAD: 2 + i, Netdev: name}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	cfg := configOf(`{"resourceName": "rdma", "resourcePrefix": "mellanox.com", "selectors": {"devices": ["101e"], "isRdma": true}}`)
+	h := newHarness(t, harnessOpts{config: cfg, tree: tree, noLinks: true, rescan: 100 * time.Millisecond})
+	h.waitList(rdma, "[0000:86:00.2:Healthy[numa1] 0000:86:00.3:Healthy[numa1]]")
+	if _, err := h.allocate(rdma, "0000:86:00.2"); err != nil {
+		t.Fatal(err)
+	}
+	// The hook moved VF 0's netdev and RDMA device into the pod; VF 1's RDMA device vanished too
+	// (no pod holds it).
+	for _, vf := range []struct{ addr, netdev string }{{"0000:86:00.2", "ens2f0v0"}, {"0000:86:00.3", "ens2f0v1"}} {
+		h.netdevIntoPod(vf.addr, vf.netdev)
+		dir, err := h.tree.FuncDir(vf.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "infiniband")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitList(rdma, "[0000:86:00.2:Healthy[numa1] 0000:86:00.3:Unhealthy[numa1]]")
+	_, err := h.allocate(rdma, "0000:86:00.3")
+	if err == nil || !strings.Contains(err.Error(), "RDMA device mlx5_3 not on the host") {
+		t.Errorf("Allocate of a function whose RDMA device is gone: %v", err)
+	}
+	// The held one keeps its RDMA device in the CDI spec: a restarting container gets it again.
+	cache, err := cdiapi.NewCache(cdiapi.WithSpecDirs(h.cdiDir), cdiapi.WithAutoRefresh(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := cache.GetDevice(rdma + "=0000:86:00.2")
+	if dev == nil {
+		t.Fatal("the held VF left the CDI spec")
+	}
+	var nodes []string
+	for _, n := range dev.ContainerEdits.DeviceNodes {
+		nodes = append(nodes, n.Path)
+	}
+	if want := []string{"/dev/infiniband/issm2", "/dev/infiniband/umad2", "/dev/infiniband/uverbs2"}; !slices.Equal(nodes, want) {
+		t.Errorf("CDI device nodes of the held VF %v, want %v", nodes, want)
+	}
 }

@@ -37,7 +37,7 @@ func spec(host, container string) *pluginapi.DeviceSpec {
 func TestAllocateMatchesSriovDP(t *testing.T) {
 	requireNetns(t)
 	devRoot := t.TempDir()
-	for node, dev := range map[string]uint64{"vhost-net": unix.Mkdev(10, 238), "net/tun": unix.Mkdev(10, 200)} {
+	for node, dev := range map[string]uint64{"vhost-net": unix.Mkdev(10, 238), "net/tun": unix.Mkdev(10, 200), "infiniband/rdma_cm": unix.Mkdev(10, 56)} {
 		p := filepath.Join(devRoot, node)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -60,13 +60,28 @@ func TestAllocateMatchesSriovDP(t *testing.T) {
 				return err
 			}
 		}
-		return nil
+		// A ConnectX-6 Dx VF with its own RDMA device, as sriov-dp's allocation docs show it.
+		if err := tr.AddPF(pcitest.Function{Addr: "0000:86:00.0", Vendor: "15b3", Device: "101d", Class: "0x020000", Driver: "mlx5_core", NUMANode: "1", IOMMUGroup: "70"},
+			pcitest.SRIOV{TotalVFs: 8, Offset: 2, Stride: 1, VFDevice: "101e"}); err != nil {
+			return err
+		}
+		if err := tr.AddNetdev("0000:86:00.0", pcitest.Netdev{Name: "ens2f0np0", MAC: "b8:ce:f6:00:00:01", Carrier: "1", PhysPortName: "p0"}); err != nil {
+			return err
+		}
+		if err := tr.AddVF("0000:86:00.0", 0, pcitest.Function{Driver: "mlx5_core", IOMMUGroup: "71"}); err != nil {
+			return err
+		}
+		if err := tr.AddNetdev("0000:86:00.2", pcitest.Netdev{Name: "ens2f0v0", MAC: "b8:ce:f6:00:00:02", Carrier: "1"}); err != nil {
+			return err
+		}
+		return tr.AddRDMA("0000:86:00.2", pcitest.RDMA{Name: "mlx5_2", Verbs: 2, MAD: 2, Netdev: "ens2f0v0"})
 	}
 	cfg := configOf(
 		`{"resourceName": "intel_sriov_netdevice", "selectors": {"drivers": ["iavf"]}}`,
 		`{"resourceName": "intel_sriov_dpdk", "selectors": {"pciAddresses": ["0000:3b:01.1", "0000:3b:01.2"]}}`,
 		`{"resourceName": "intel_sriov_uio", "selectors": {"drivers": ["igb_uio"]}}`,
-		`{"resourceName": "intel_sriov_vhost", "selectors": {"pciAddresses": ["0000:3b:01.4"], "needVhostNet": true}}`)
+		`{"resourceName": "intel_sriov_vhost", "selectors": {"pciAddresses": ["0000:3b:01.4"], "needVhostNet": true}}`,
+		`{"resourceName": "mlnx_sriov_rdma", "resourcePrefix": "mellanox.com", "selectors": {"vendors": ["15b3"], "devices": ["101e"], "isRdma": true}}`)
 	h := newHarness(t, harnessOpts{config: cfg, tree: tree, noLinks: true, devRoot: devRoot, prefix: "intel.com"})
 
 	pciInfo := func(addr string) string {
@@ -129,6 +144,20 @@ func TestAllocateMatchesSriovDP(t *testing.T) {
 			},
 			wantCDI: 1,
 		},
+		{
+			name: "isRdma pool (mlx5_core VF with its RDMA device)", resource: "mellanox.com/mlnx_sriov_rdma", ids: []string{"0000:86:00.2"},
+			want: sriovdpResponse{
+				envs: map[string]string{
+					"PCIDEVICE_MELLANOX_COM_MLNX_SRIOV_RDMA": "0000:86:00.2",
+					"PCIDEVICE_MELLANOX_COM_MLNX_SRIOV_RDMA_INFO": `{"0000:86:00.2":{"generic":{"deviceID":"0000:86:00.2"},` +
+						`"rdma":{"issm":"/dev/infiniband/issm2","rdma_cm":"/dev/infiniband/rdma_cm","rdma_dev":"mlx5_2","umad":"/dev/infiniband/umad2","uverbs":"/dev/infiniband/uverbs2"}}}`,
+				},
+				devices: []*pluginapi.DeviceSpec{spec("/dev/infiniband/issm2", "/dev/infiniband/issm2"), spec("/dev/infiniband/umad2", "/dev/infiniband/umad2"),
+					spec("/dev/infiniband/uverbs2", "/dev/infiniband/uverbs2"), spec("/dev/infiniband/rdma_cm", "/dev/infiniband/rdma_cm")},
+				devinfo: map[string]string{"0000:86:00.2": `{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:86:00.2","rdma-device":"mlx5_2"}}`},
+			},
+			wantCDI: 1, // the hook, and the same character devices as CDI device nodes
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,6 +167,10 @@ func TestAllocateMatchesSriovDP(t *testing.T) {
 			}
 			if !reflect.DeepEqual(cr.Envs, tt.want.envs) {
 				t.Errorf("Envs =\n%v\nsriov-dp:\n%v", cr.Envs, tt.want.envs)
+			}
+			// The test's device folder stands for /dev: host paths are under it.
+			for _, d := range tt.want.devices {
+				d.HostPath = devRoot + strings.TrimPrefix(d.HostPath, "/dev")
 			}
 			if !equalSpecs(cr.Devices, tt.want.devices) {
 				t.Errorf("Devices = %v\nsriov-dp: %v", cr.Devices, tt.want.devices)

@@ -48,6 +48,8 @@ type savedHostNames struct {
 	Names      []string
 	LinkType   string
 	Driver     string
+	RDMA       []string
+	RDMAChars  []string
 }
 
 // loadState restores what a previous run saved. A missing file is a first start; an unreadable or
@@ -75,7 +77,7 @@ func (d *Daemon) loadState() {
 		d.pooled[p.Device.ID] = pooledDevice{dev: p.Device, resource: p.Resource}
 	}
 	for _, h := range st.HostNames {
-		d.hostNames[h.PCIAddress] = hostNames{names: h.Names, linkType: h.LinkType, driver: h.Driver}
+		d.hostNames[h.PCIAddress] = hostNames{names: h.Names, linkType: h.LinkType, driver: h.Driver, rdma: h.RDMA, rdmaChars: h.RDMAChars}
 	}
 	d.opts.Ledger.Restore(st.Allocations)
 	d.savedState = data
@@ -148,12 +150,22 @@ func validHostNames(h *savedHostNames) error {
 	if a, err := config.ParsePCIAddress(h.PCIAddress); err != nil || a != h.PCIAddress {
 		return fmt.Errorf("not a PCI address")
 	}
-	if len(h.Names) == 0 {
-		return fmt.Errorf("no interface names")
+	if len(h.Names) == 0 && len(h.RDMA) == 0 {
+		return fmt.Errorf("no interface names and no RDMA devices")
 	}
 	for _, n := range h.Names {
 		if err := config.ValidateIfName(n); err != nil {
 			return err
+		}
+	}
+	for _, r := range h.RDMA {
+		if r == "" || strings.ContainsAny(r, "/ \n") {
+			return fmt.Errorf("RDMA device name %q", clip(r))
+		}
+	}
+	for _, c := range h.RDMAChars {
+		if !strings.HasPrefix(c, "/dev/infiniband/") || strings.Contains(c, "..") {
+			return fmt.Errorf("RDMA character device %q", clip(c))
 		}
 	}
 	return nil
@@ -179,7 +191,8 @@ func (d *Daemon) saveState() {
 	}
 	slices.SortFunc(st.Pooled, func(a, b savedDevice) int { return strings.Compare(a.Device.ID, b.Device.ID) })
 	for addr, h := range d.hostNames {
-		st.HostNames = append(st.HostNames, savedHostNames{PCIAddress: addr, Names: h.names, LinkType: h.linkType, Driver: h.driver})
+		st.HostNames = append(st.HostNames, savedHostNames{PCIAddress: addr, Names: h.names, LinkType: h.linkType, Driver: h.driver,
+			RDMA: h.rdma, RDMAChars: h.rdmaChars})
 	}
 	slices.SortFunc(st.HostNames, func(a, b savedHostNames) int { return strings.Compare(a.PCIAddress, b.PCIAddress) })
 	var buf bytes.Buffer

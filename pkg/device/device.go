@@ -70,10 +70,10 @@ type Device struct {
 	// in a pod's namespace (exclusive mode).
 	RDMADevices     []string `json:"rdmaDevices"`
 	RDMACharDevices []string `json:"rdmaCharDevices"`
-	LinkType     string `json:"linkType"`     // "ether", "infiniband", ... as sriov-dp's linkTypes
-	OperState    string `json:"operState"`
-	MAC          string `json:"mac"`
-	MTU          int    `json:"mtu"`
+	LinkType        string   `json:"linkType"` // "ether", "infiniband", ... as sriov-dp's linkTypes
+	OperState       string   `json:"operState"`
+	MAC             string   `json:"mac"`
+	MTU             int      `json:"mtu"`
 
 	// Facts used by pools, health and the hook, not printed.
 	IfNames       []string `json:"-"` // every host netdev of the function (ConnectX-3 has two); IfName is IfNames[0]
@@ -94,6 +94,9 @@ type Device struct {
 
 	// RDMACM: the host has /dev/infiniband/rdma_cm, which every RDMA pod gets with its own devices.
 	RDMACM bool `json:"-"`
+	// RDMAAway: the RDMA devices are not on the host now (inside a pod, in exclusive mode); the
+	// names are the last the host showed.
+	RDMAAway bool `json:"-"`
 
 	// Set by pool.Assign from the selector that placed the device.
 	VhostNet bool `json:"-"` // needVhostNet: the pod also gets /dev/vhost-net and /dev/net/tun

@@ -5,6 +5,8 @@ package inventory
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/jaypipes/pcidb"
 
@@ -21,13 +23,15 @@ type Options struct {
 	SysfsRoot     string // sysfs directory; "" means /sys. Fixture trees pass their own.
 	PCIIDsPath    string // pci.ids file; "" searches the usual places. Missing means empty names.
 	SoftwareLinks bool   // list software links of the current namespace (and find default routes)
+	DevRoot       string // where the host's device nodes are ("" = /dev): whether rdma_cm is there
 }
 
 // Scanner discovers devices; pci.ids is loaded once, when the scanner is made.
 type Scanner struct {
-	root  string
-	db    *pcidb.PCIDB
-	links bool
+	root    string
+	db      *pcidb.PCIDB
+	links   bool
+	devRoot string
 }
 
 // New loads pci.ids and returns a scanner.
@@ -40,7 +44,11 @@ func New(opts Options) (*Scanner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load pci.ids: %w", err)
 	}
-	return &Scanner{root: root, db: db, links: opts.SoftwareLinks}, nil
+	devRoot := opts.DevRoot
+	if devRoot == "" {
+		devRoot = "/dev"
+	}
+	return &Scanner{root: root, db: db, links: opts.SoftwareLinks, devRoot: devRoot}, nil
 }
 
 // SysfsRoot is the sysfs directory the scanner reads.
@@ -52,6 +60,7 @@ func (s *Scanner) Scan() ([]device.Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan PCI devices under %s: %w", s.root, err)
 	}
+	s.markRDMACM(devs)
 	if !s.links {
 		return devs, nil
 	}
@@ -98,5 +107,15 @@ func markLinkFacts(devs []device.Device, facts netdev.Facts) {
 			}
 			devs[i].Uppers = append(devs[i].Uppers, facts.Uppers[name]...)
 		}
+	}
+}
+
+// markRDMACM notes on RDMA functions whether the host has the shared RDMA connection manager node,
+// which their pods get with their own character devices (sriov-dp hands it out only when it is
+// there).
+func (s *Scanner) markRDMACM(devs []device.Device) {
+	_, err := os.Stat(filepath.Join(s.devRoot, "infiniband", "rdma_cm"))
+	for i := range devs {
+		devs[i].RDMACM = err == nil && len(devs[i].RDMADevices) > 0
 	}
 }

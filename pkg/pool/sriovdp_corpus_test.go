@@ -35,9 +35,9 @@ type corpusCase struct {
 // error must hold: what this plugin does not serve, and a selector sriov-dp would take as "every
 // network function on the node".
 var refusals = []string{
-	`vdpaType`,                   // vDPA devices
-	`deviceType "auxNetDevice"`,  // auxiliary (SF) devices
-	`deviceType "accelerator"`,   // accelerators
+	`vdpaType`,                  // vDPA devices
+	`deviceType "auxNetDevice"`, // auxiliary (SF) devices
+	`deviceType "accelerator"`,  // accelerators
 	`not supported: this plugin does not read Intel DDP profiles`,
 	`empty selector: it would match every device`,
 }
