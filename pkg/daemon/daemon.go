@@ -582,7 +582,9 @@ func (d *Daemon) writeSpec(p pool.Pool) map[string]bool {
 	}
 	ids := map[string]bool{}
 	for _, dev := range d.written[name].Devices {
-		ids[dev.ID] = true
+		if cdi.InSpec(&dev, &p.Resource) {
+			ids[dev.ID] = true
+		}
 	}
 	return ids
 }

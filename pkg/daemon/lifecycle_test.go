@@ -359,3 +359,73 @@ func TestRDMADeviceAway(t *testing.T) {
 		t.Errorf("CDI device nodes of the held VF %v, want %v", nodes, want)
 	}
 }
+
+// A cniManaged pool leaves the netdev to the CNI (sriov-cni through Multus), as with sriov-dp:
+// Allocate names no CDI device for a netdev VF (the spec has no hook for it), the pod still gets
+// the variables and the device-information file Multus reads, and the VF stays in its pool while
+// the CNI holds its netdev in the pod. A software link the stand-in CNI moves (renamed, no alias
+// of ours) stays in its pool while held, and the reconciler never touches it.
+func TestCNIManagedCoexistence(t *testing.T) {
+	requireNetns(t)
+	const sriov = "intel.com/sriov_cni"
+	link, _ := veth(t, "ndcni0", "ndpeercni0")
+	cfg := configOf(`{"resourceName": "sriov_cni", "resourcePrefix": "intel.com", "cniManaged": true, "selectors": {"drivers": ["iavf"]}}`,
+		`{"resourceName": "links_cni", "cniManaged": true, "selectors": {"ifNames": ["ndcni*"]}}`)
+	h := newHarness(t, harnessOpts{config: cfg, tree: e810(1), rescan: 100 * time.Millisecond})
+	h.waitList(sriov, "[0000:3b:01.0:Healthy[numa0]]")
+	cr, err := h.allocate(sriov, "0000:3b:01.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.CdiDevices) != 0 || cr.Envs["PCIDEVICE_INTEL_COM_SRIOV_CNI"] != "0000:3b:01.0" {
+		t.Errorf("Allocate = CDI %v, envs %v; want no CDI device and the sriov-dp variable", cdiNames(cr), cr.Envs)
+	}
+	if info, err := h.devinfo.Read(sriov, "0000:3b:01.0"); err != nil || info.Pci.PciAddress != "0000:3b:01.0" {
+		t.Errorf("device-information file for Multus: %+v, %v", info, err)
+	}
+	if specHas(t, h.cdiDir, sriov+"=0000:3b:01.0") {
+		t.Error("the CDI spec has an entry (a hook) for a VF the CNI moves")
+	}
+	// What sriov-cni does at ADD: the VF's netdev leaves the host, renamed in the pod.
+	h.netdevIntoPod("0000:3b:01.0", "ens1f0v0")
+	h.waitScans(1)
+	h.waitList(sriov, "[0000:3b:01.0:Healthy[numa0]]")
+
+	const links = "networking.k8s.io/links_cni"
+	h.waitList(links, "[ndcni0:Healthy]")
+	if _, err := h.allocate(links, "ndcni0"); err != nil {
+		t.Fatal(err)
+	}
+	pod, _ := netnstest.Unshared(t)
+	if err := netlink.LinkSetNsFd(link, pod.FD()); err != nil {
+		t.Fatal(err)
+	}
+	inPod, err := pod.H.LinkByName("ndcni0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pod.H.LinkSetName(inPod, "net1"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitScans(1)
+	h.waitList(links, "[ndcni0:Healthy]")
+	// What sriov-cni does at DEL: back to the host under its old name.
+	inPod, _ = pod.H.LinkByName("net1")
+	if err := pod.H.LinkSetName(inPod, "ndcni0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pod.H.LinkSetNsFd(inPod, netnstest.Own(t).FD()); err != nil {
+		t.Fatal(err)
+	}
+	back, err := netlink.LinkByName("ndcni0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(back); err != nil {
+		t.Fatal(err)
+	}
+	h.waitList(links, "[ndcni0:Healthy]")
+	if back.Attrs().Alias != "" {
+		t.Errorf("the link came home with alias %q: something of ours touched it", back.Attrs().Alias)
+	}
+}
