@@ -1,6 +1,10 @@
 package config
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netconf"
+)
 
 // The config file format, for Marshal. Parse does not use these: it walks the document itself so
 // that every problem gets a path.
@@ -19,6 +23,11 @@ type fileResource struct {
 	AdditionalInfo    *map[string]map[string]string `json:"additionalInfo,omitempty"`
 	CNIManaged        bool                          `json:"cniManaged,omitempty"`
 	AllowUpperDevices bool                          `json:"allowUpperDevices,omitempty"`
+	MTU               int                           `json:"mtu,omitempty"`
+	IPAM              json.RawMessage               `json:"ipam,omitempty"`
+	Routes            []netconf.Route               `json:"routes,omitempty"`
+	Sysctls           map[string]string             `json:"sysctls,omitempty"`
+	CarryHostAddrs    bool                          `json:"carryHostAddresses"`
 }
 
 type fileSelector struct {
@@ -51,6 +60,11 @@ func Marshal(c *Config) ([]byte, error) {
 			Selectors:         make([]fileSelector, 0, len(r.Selectors)),
 			CNIManaged:        r.CNIManaged,
 			AllowUpperDevices: r.AllowUpperDevices,
+			MTU:               r.Interface.MTU,
+			IPAM:              r.Interface.IPAM,
+			Routes:            r.Interface.Routes,
+			Sysctls:           r.Interface.Sysctls,
+			CarryHostAddrs:    r.Interface.CarryHostAddresses,
 		}
 		if r.AdditionalInfo != nil {
 			fr.AdditionalInfo = &r.AdditionalInfo

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/validate/content"
 	"tags.cncf.io/container-device-interface/pkg/parser"
 
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netconf"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/safefile"
 )
 
@@ -382,6 +384,7 @@ func (n *node) has(key string) bool {
 func (w *walker) resource(path string, n *node) (r Resource, ok bool) {
 	before := len(w.errs)
 	var hasName, hasSelectors bool // set when present and not null
+	var carrySet *bool
 	r.DeviceType = DeviceTypeNetDevice
 	if !w.object(path, n, map[string]field{
 		"resourceName": func(fp string, v *node) {
@@ -420,9 +423,14 @@ func (w *walker) resource(path string, n *node) (r Resource, ok bool) {
 				}
 			}
 		},
-		"additionalInfo":    func(fp string, v *node) { r.AdditionalInfo = w.additionalInfo(fp, v) },
-		"cniManaged":        func(fp string, v *node) { r.CNIManaged, _ = w.boolean(fp, v) },
-		"allowUpperDevices": func(fp string, v *node) { r.AllowUpperDevices, _ = w.boolean(fp, v) },
+		"mtu":                func(fp string, v *node) { r.Interface.MTU = w.mtu(fp, v) },
+		"ipam":               func(fp string, v *node) { r.Interface.IPAM = w.ipam(fp, v) },
+		"routes":             func(fp string, v *node) { r.Interface.Routes = w.routes(fp, v) },
+		"sysctls":            func(fp string, v *node) { r.Interface.Sysctls = w.sysctls(fp, v) },
+		"carryHostAddresses": func(fp string, v *node) { carry, _ := w.boolean(fp, v); carrySet = &carry },
+		"additionalInfo":     func(fp string, v *node) { r.AdditionalInfo = w.additionalInfo(fp, v) },
+		"cniManaged":         func(fp string, v *node) { r.CNIManaged, _ = w.boolean(fp, v) },
+		"allowUpperDevices":  func(fp string, v *node) { r.AllowUpperDevices, _ = w.boolean(fp, v) },
 		// sriov-dp's own bookkeeping, which the sriov-network-operator marshals into every
 		// resource it renders ("SelectorObj": null).
 		"SelectorObj":  ignore,
@@ -459,7 +467,93 @@ func (w *walker) resource(path string, n *node) (r Resource, ok bool) {
 	if r.Prefix == "" { // absent or "", as sriov-dp reads it
 		r.Prefix = w.defaultPrefix
 	}
+	// The host's addresses travel with the link unless IPAM gives it its own.
+	r.Interface.CarryHostAddresses = r.Interface.IPAM == nil
+	if carrySet != nil {
+		r.Interface.CarryHostAddresses = *carrySet
+	}
 	return r, len(w.errs) == before
+}
+
+// mtu reads an interface MTU: 68 (IPv4's least) to 65535.
+func (w *walker) mtu(path string, v *node) int {
+	if v.kind != kindNumber {
+		w.fail(path, "must be a number, got %s", v.kind)
+		return 0
+	}
+	n, err := strconv.Atoi(v.text)
+	if err != nil || n < 68 || n > 65535 {
+		w.fail(path, "MTU %s: want a whole number from 68 to 65535", clipNode(v).text)
+		return 0
+	}
+	return n
+}
+
+// ipam reads a CNI IPAM plugin's configuration: an object with the plugin's "type", whatever else
+// the plugin takes (it is the plugin's to check), kept as canonical JSON.
+func (w *walker) ipam(path string, v *node) json.RawMessage {
+	if v.kind != kindObject {
+		w.fail(path, "must be a CNI IPAM configuration object (\"type\": \"host-local\", ...), got %s", v.kind)
+		return nil
+	}
+	raw, err := json.Marshal(v.value())
+	if err != nil {
+		w.fail(path, "%w", err)
+		return nil
+	}
+	if _, err := netconf.IPAMType(raw); err != nil {
+		w.fail(path, "%w", err)
+		return nil
+	}
+	return raw
+}
+
+// routes reads extra routes: a list of {dst, gw}.
+func (w *walker) routes(path string, v *node) []netconf.Route {
+	if v.kind != kindArray {
+		w.fail(path, "must be a list of routes ({\"dst\": \"10.2.0.0/16\", \"gw\": \"10.1.0.1\"}), got %s", v.kind)
+		return nil
+	}
+	var out []netconf.Route
+	for i, e := range v.elems {
+		ep := index(path, i)
+		var r netconf.Route
+		if !w.object(ep, e, map[string]field{
+			"dst": func(fp string, v *node) { r.Dst, _ = w.str(fp, v) },
+			"gw":  func(fp string, v *node) { r.GW, _ = w.str(fp, v) },
+		}) {
+			continue
+		}
+		checked, err := netconf.CheckRoute(r)
+		if err != nil {
+			w.fail(ep, "%w", err)
+			continue
+		}
+		out = append(out, checked)
+	}
+	return out
+}
+
+// sysctls reads per-interface sysctls: "net.ipv4.conf.IFNAME.<name>" -> value.
+func (w *walker) sysctls(path string, v *node) map[string]string {
+	if v.kind != kindObject {
+		w.fail(path, "must be an object of sysctls (\"net.ipv4.conf.IFNAME.arp_ignore\": \"1\"), got %s", v.kind)
+		return nil
+	}
+	out := map[string]string{}
+	for _, m := range v.members {
+		mp := join(path, m.key)
+		val, ok := w.str(mp, m.val)
+		if !ok {
+			continue
+		}
+		if err := netconf.CheckSysctl(m.key, val); err != nil {
+			w.fail(mp, "%w", err)
+			continue
+		}
+		out[m.key] = val
+	}
+	return out
 }
 
 // additionalInfo reads sriov-dp's additionalInfo: per device ("*" for every device, else a PCI

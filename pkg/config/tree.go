@@ -262,3 +262,29 @@ func position(data []byte, offset int64) (line, col int) {
 	}
 	return line, col
 }
+
+// value turns a node back into encoding/json's generic form (numbers as json.Number, so they keep
+// their text), for values kept verbatim such as an IPAM plugin's configuration.
+func (n *node) value() any {
+	switch n.kind {
+	case kindBool:
+		return n.boolean
+	case kindNumber:
+		return json.Number(n.text)
+	case kindString:
+		return n.text
+	case kindArray:
+		out := make([]any, len(n.elems))
+		for i, e := range n.elems {
+			out[i] = e.value()
+		}
+		return out
+	case kindObject:
+		out := make(map[string]any, len(n.members))
+		for _, m := range n.members {
+			out[m.key] = m.val.value()
+		}
+		return out
+	}
+	return nil
+}

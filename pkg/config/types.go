@@ -4,7 +4,10 @@
 package config
 
 import (
+	"encoding/json"
 	"strings"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netconf"
 
 	"tags.cncf.io/container-device-interface/pkg/parser"
 )
@@ -42,6 +45,30 @@ type Resource struct {
 	// vxlan on it, its bridge or bond): moving it deletes or detaches them. Off, such a netdev is in
 	// no pool and the hook refuses to move it.
 	AllowUpperDevices bool `json:",omitempty"`
+	// Interface says how the interface is set up in the pod (our additions: mtu, ipam, routes,
+	// sysctls, carryHostAddresses).
+	Interface Interface
+}
+
+// Interface is a pool's interface settings.
+type Interface struct {
+	MTU  int             `json:",omitempty"` // 0 keeps the link's own
+	IPAM json.RawMessage `json:",omitempty"` // a CNI IPAM plugin's config, canonical JSON (sorted keys); nil = none
+	// Routes through the interface in the pod, after those the IPAM plugin returns.
+	Routes []netconf.Route `json:",omitempty"`
+	// Sysctls of the interface in the pod: "net.ipv4.conf.IFNAME.arp_ignore" -> "1".
+	Sysctls map[string]string `json:",omitempty"`
+	// CarryHostAddresses copies the link's host addresses into the pod: the default without ipam.
+	CarryHostAddresses bool
+}
+
+// IPAMType is the IPAM plugin's name, "" without IPAM.
+func (i *Interface) IPAMType() string {
+	if i.IPAM == nil {
+		return ""
+	}
+	t, _ := netconf.IPAMType(i.IPAM) // checked by Parse
+	return t
 }
 
 // FullName is the extended-resource name the kubelet sees: "<prefix>/<name>".
