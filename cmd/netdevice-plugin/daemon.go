@@ -22,6 +22,7 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/daemon"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/devinfo"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/metrics"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
@@ -32,7 +33,7 @@ import (
 // daemonFlags are the daemon's command line.
 type daemonFlags struct {
 	config, sysfsRoot, prefix, devicePluginDir, registryDir, cdiDir, hookPath, pciIDs, metricsAddr, stateFile string
-	devinfoDir, podResources, devRoot                                                                         string
+	devinfoDir, podResources, devRoot, cniBinDir, leaseDir                                                    string
 	rescan, kubeletSync                                                                                       time.Duration
 	strictConfig                                                                                              bool
 }
@@ -60,6 +61,8 @@ func parseDaemonFlagsTo(args []string, out io.Writer) (*daemonFlags, int) {
 	fs.StringVar(&f.stateFile, "state-file", "/run/netdevice-plugin/daemon-state.gob", "where the daemon keeps the devices it pooled across its own restarts (devices inside pods are not on the host); \"\" = nowhere")
 	fs.StringVar(&f.devinfoDir, "devinfo-dir", devinfo.DefaultDir, "where allocated PCI devices get their device-information files (the Network Plumbing WG spec Multus reads); \"\" = none")
 	fs.StringVar(&f.podResources, "pod-resources-socket", podresources.DefaultSocket, "the kubelet's pod-resources API: which devices pods still hold; \"\" = do not ask")
+	fs.StringVar(&f.cniBinDir, "cni-bin-dir", "/opt/cni/bin", "where pools with ipam find their CNI IPAM plugin (host-local, dhcp, ...)")
+	fs.StringVar(&f.leaseDir, "ipam-lease-dir", ipam.DefaultLeaseDir, "where the hooks keep the IPAM leases (persistent storage: the daemon releases them after a reboot)")
 	fs.DurationVar(&f.kubeletSync, "kubelet-sync-interval", daemon.DefaultKubeletSync, "how often the kubelet is asked which devices pods hold")
 	fs.StringVar(&f.devRoot, "dev-root", daemon.DefaultDevRoot, "the host's device folder (/dev as the daemon sees it): needVhostNet pools need vhost-net and net/tun there, RDMA pods get rdma_cm when it is there; host paths in the CDI specs are under it")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address for /metrics and /healthz, e.g. :9402 (\"\" = off)")
@@ -133,11 +136,12 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 	}
 	defer func() { err = errors.Join(err, mgr.Close()) }()
 	opts := daemon.Options{
-		ConfigPath:     f.config,
-		DefaultPrefix:  f.prefix,
-		StrictConfig:   f.strictConfig,
-		Scanner:        scanner,
-		Specs:          cdi.NewWriter(f.cdiDir, f.hookPath).With(cdi.WriterOptions{DevRoot: f.devRoot, MoveRDMA: rdmaMode == netdev.RDMAExclusive}),
+		ConfigPath:    f.config,
+		DefaultPrefix: f.prefix,
+		StrictConfig:  f.strictConfig,
+		Scanner:       scanner,
+		Specs: cdi.NewWriter(f.cdiDir, f.hookPath).With(cdi.WriterOptions{DevRoot: f.devRoot, MoveRDMA: rdmaMode == netdev.RDMAExclusive,
+			CNIBinDir: f.cniBinDir, LeaseDir: f.leaseDir}),
 		Servers:        m.Servers(mgr),
 		Links:          netdev.WatchLinks,
 		ReconcileLinks: reconcileReturned,
@@ -148,6 +152,7 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 		Recorder:       recorder,
 		KubeletSync:    f.kubeletSync,
 		DevRoot:        f.devRoot,
+		LeaseDir:       f.leaseDir,
 	}
 	if f.podResources != "" {
 		opts.Kubelet = podresources.New(f.podResources).Held

@@ -38,6 +38,7 @@ func TestDaemonFlags(t *testing.T) {
 			"--device-plugin-dir", "/dp", "--plugins-registry-dir", "", "--cdi-dir", "/cdi", "--hook-path", "/bin/h",
 			"--rescan-interval", "5s", "--pci-ids", "/ids", "--metrics-addr", ":9402", "--state-file", "/st",
 			"--devinfo-dir", "/di", "--pod-resources-socket", "/pr.sock", "--kubelet-sync-interval", "3s", "--dev-root", "/hostdev",
+			"--cni-bin-dir", "/cni", "--ipam-lease-dir", "/leases",
 			"--strict-config", "-v=4"}, -1},
 		{"zero kubelet sync interval", []string{"--config", "c.json", "--kubelet-sync-interval", "0s"}, 2},
 	}
@@ -50,7 +51,8 @@ func TestDaemonFlags(t *testing.T) {
 			if tt.code == -1 {
 				want := daemonFlags{config: "c.json", sysfsRoot: "/host/sys", prefix: "example.com", devicePluginDir: "/dp",
 					cdiDir: "/cdi", hookPath: "/bin/h", pciIDs: "/ids", metricsAddr: ":9402", stateFile: "/st", rescan: 5 * time.Second,
-					devinfoDir: "/di", podResources: "/pr.sock", kubeletSync: 3 * time.Second, devRoot: "/hostdev", strictConfig: true}
+					devinfoDir: "/di", podResources: "/pr.sock", kubeletSync: 3 * time.Second, devRoot: "/hostdev", strictConfig: true,
+					cniBinDir: "/cni", leaseDir: "/leases"}
 				if *f != want {
 					t.Errorf("flags = %+v, want %+v", *f, want)
 				}

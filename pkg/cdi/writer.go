@@ -17,6 +17,7 @@ import (
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netconf"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pool"
 )
 
@@ -63,6 +64,9 @@ type WriterOptions struct {
 	// isRdma pool is usable in the pod only with its RDMA device in the pod's namespace too: the
 	// hooks move it (--rdma-device). In shared mode the character devices are enough.
 	MoveRDMA bool
+	// CNIBinDir and LeaseDir are where the hook finds IPAM plugins and keeps their leases, for
+	// pools with ipam.
+	CNIBinDir, LeaseDir string
 }
 
 // With sets the options; call it before the first write.
@@ -230,7 +234,28 @@ func (w *Writer) hookArgs(verb string, d *device.Device, res *config.Resource) [
 			args = append(args, "--rdma-device", r)
 		}
 	}
+	if s := w.settings(res); !s.Empty() {
+		if arg, err := s.Encode(); err == nil { // a pool's settings always encode
+			args = append(args, "--netconf", arg)
+		}
+	}
 	return args
+}
+
+// settings is what the hook is told of the pool's interface settings.
+func (w *Writer) settings(res *config.Resource) *netconf.Settings {
+	s := &netconf.Settings{
+		Pool:              res.FullName(),
+		MTU:               res.Interface.MTU,
+		IPAM:              res.Interface.IPAM,
+		Routes:            res.Interface.Routes,
+		Sysctls:           res.Interface.Sysctls,
+		DropHostAddresses: res.Interface.DropHostAddresses,
+	}
+	if s.IPAM != nil {
+		s.CNIBinDir, s.LeaseDir = w.opts.CNIBinDir, w.opts.LeaseDir
+	}
+	return s
 }
 
 // write hands the spec to the CDI library, which validates it and writes it with a temporary file

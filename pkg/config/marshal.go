@@ -27,7 +27,7 @@ type fileResource struct {
 	IPAM              json.RawMessage               `json:"ipam,omitempty"`
 	Routes            []netconf.Route               `json:"routes,omitempty"`
 	Sysctls           map[string]string             `json:"sysctls,omitempty"`
-	CarryHostAddrs    bool                          `json:"carryHostAddresses"`
+	CarryHostAddrs    *bool                         `json:"carryHostAddresses,omitempty"`
 }
 
 type fileSelector struct {
@@ -64,7 +64,9 @@ func Marshal(c *Config) ([]byte, error) {
 			IPAM:              r.Interface.IPAM,
 			Routes:            r.Interface.Routes,
 			Sysctls:           r.Interface.Sysctls,
-			CarryHostAddrs:    r.Interface.CarryHostAddresses,
+		}
+		if carry := !r.Interface.DropHostAddresses; carry != (r.Interface.IPAM == nil) { // not the default
+			fr.CarryHostAddrs = &carry
 		}
 		if r.AdditionalInfo != nil {
 			fr.AdditionalInfo = &r.AdditionalInfo

@@ -468,9 +468,9 @@ func (w *walker) resource(path string, n *node) (r Resource, ok bool) {
 		r.Prefix = w.defaultPrefix
 	}
 	// The host's addresses travel with the link unless IPAM gives it its own.
-	r.Interface.CarryHostAddresses = r.Interface.IPAM == nil
+	r.Interface.DropHostAddresses = r.Interface.IPAM != nil
 	if carrySet != nil {
-		r.Interface.CarryHostAddresses = *carrySet
+		r.Interface.DropHostAddresses = !*carrySet
 	}
 	return r, len(w.errs) == before
 }

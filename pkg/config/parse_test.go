@@ -27,7 +27,6 @@ func TestSeedConfig(t *testing.T) {
 		Prefix:     "networking.k8s.io",
 		DeviceType: config.DeviceTypeNetDevice,
 		Selectors:  []config.Selector{{IfNames: []string{"dummy*"}}},
-		Interface:  config.Interface{CarryHostAddresses: true}, // the seed's dummy0 keeps 192.168.8.8/32
 	}}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("Parse(seed) = %+v, want %+v", cfg, want)

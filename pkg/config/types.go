@@ -58,8 +58,9 @@ type Interface struct {
 	Routes []netconf.Route `json:",omitempty"`
 	// Sysctls of the interface in the pod: "net.ipv4.conf.IFNAME.arp_ignore" -> "1".
 	Sysctls map[string]string `json:",omitempty"`
-	// CarryHostAddresses copies the link's host addresses into the pod: the default without ipam.
-	CarryHostAddresses bool
+	// DropHostAddresses leaves the link's host addresses behind: the default with ipam
+	// (carryHostAddresses: false in the file), so the zero value is today's behaviour.
+	DropHostAddresses bool `json:",omitempty"`
 }
 
 // IPAMType is the IPAM plugin's name, "" without IPAM.

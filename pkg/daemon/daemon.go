@@ -24,6 +24,7 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/health"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/podresources"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pool"
@@ -102,6 +103,9 @@ type Options struct {
 	// DevRoot is where the host's device nodes are (/dev): a needVhostNet device is unhealthy
 	// while vhost-net or net/tun is missing there.
 	DevRoot string
+	// LeaseDir holds the IPAM leases the hooks took (ipam.LeasePath); the daemon releases (DEL) a
+	// device's lease once no pod holds it. "" releases nothing.
+	LeaseDir string
 }
 
 // Daemon is the loop. Its state is owned by the goroutine running Run.
@@ -111,6 +115,7 @@ type Daemon struct {
 	cfg        *config.Config
 	cfgErr     string                  // last config error logged
 	kubeletErr string                  // last error asking the kubelet, logged once
+	kubeletOK  bool                    // the kubelet has answered in this run: its word decides releases
 	hostNames  map[string]hostNames    // PCI address -> last host netdev names seen
 	pooled     map[string]pooledDevice // ID -> last seen copy of every device in a pool
 	written    map[string]pool.Pool    // full name -> the pool as its CDI spec was last written
@@ -207,7 +212,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.opts.Specs.Prune(cfg.Resources); err != nil {
 		klog.ErrorS(err, "Removing CDI specs of pools no longer configured failed")
 	}
-	d.releaseAllocations()
+	d.releaseAllocations(ctx)
 	for _, r := range cfg.Resources {
 		d.opts.Recorder.removeStale(r.FullName(), isPCIAddress)
 	}
@@ -273,7 +278,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.syncKubelet(ctx)
 		case <-d.opts.Ledger.Changed():
 			// An allocation, or a release: what is held decides which gone devices stay pooled.
-			d.releaseAllocations()
+			d.releaseAllocations(ctx)
 			if d.scanned {
 				d.apply(d.lastScan)
 			}
@@ -422,14 +427,52 @@ func (d *Daemon) syncKubelet(ctx context.Context) {
 		klog.InfoS("The kubelet answers again: releasing what no pod holds")
 		d.kubeletErr = ""
 	}
+	d.kubeletOK = true
 	d.opts.Ledger.Sync(held, poolNames(d.cfg))
+	d.releaseLeases(ctx)
+}
+
+// releaseLeases releases (DEL) every IPAM lease of a device no pod holds: those whose release
+// failed before, and those a reboot or a daemon that was down left. It runs only once the kubelet
+// has answered in this run, so a daemon restarted without its state never releases the addresses
+// of pods that still run.
+func (d *Daemon) releaseLeases(ctx context.Context) {
+	if d.opts.LeaseDir == "" || !d.kubeletOK {
+		return
+	}
+	leases, err := ipam.Leases(d.opts.LeaseDir)
+	if err != nil {
+		klog.ErrorS(err, "Reading IPAM leases failed", "dir", d.opts.LeaseDir)
+	}
+	for _, l := range leases {
+		if d.opts.Ledger.Holds(l.Pool, l.Device) {
+			continue
+		}
+		d.releaseLease(ctx, l.Pool, l.Device)
+	}
+}
+
+// releaseLease releases one device's IPAM lease, if it has one; a failure is logged and retried at
+// the next kubelet sync.
+func (d *Daemon) releaseLease(ctx context.Context, pool, device string) {
+	if d.opts.LeaseDir == "" {
+		return
+	}
+	l, err := ipam.Release(ctx, ipam.LeasePath(d.opts.LeaseDir, pool, device))
+	switch {
+	case err != nil:
+		klog.ErrorS(err, "Releasing an IPAM lease failed; retried at the next kubelet sync", "pool", pool, "device", device)
+	case l != nil:
+		klog.InfoS("IPAM lease released", "pool", pool, "device", device, "sandbox", l.ContainerID)
+	}
 }
 
 // releaseAllocations releases what came with the allocations the ledger let go (the
-// device-information files), and logs them.
-func (d *Daemon) releaseAllocations() {
+// device-information files, the IPAM leases), and logs them.
+func (d *Daemon) releaseAllocations(ctx context.Context) {
 	for _, k := range d.opts.Recorder.release(d.opts.Ledger.Released()) {
 		klog.InfoS("Device no longer held by a pod", "pool", k.Resource, "device", k.ID)
+		d.releaseLease(ctx, k.Resource, k.ID)
 	}
 }
 

@@ -29,8 +29,9 @@ type Settings struct {
 	// Sysctls are per-interface sysctls set in the pod: "net.ipv4.conf.IFNAME.arp_ignore" -> "1",
 	// IFNAME standing for the interface's pod-side name (the CNI tuning plugin's convention).
 	Sysctls map[string]string `json:"sysctls,omitempty"`
-	// CarryHostAddresses copies the link's host addresses into the pod (the seed demo's way).
-	CarryHostAddresses bool `json:"carryHostAddresses"`
+	// DropHostAddresses leaves the link's host addresses behind (they come home with it); by
+	// default they travel into the pod (the seed demo's way).
+	DropHostAddresses bool `json:"dropHostAddresses,omitempty"`
 	// CNIBinDir is where the IPAM plugin binaries are (CNI_PATH).
 	CNIBinDir string `json:"cniBinDir,omitempty"`
 	// LeaseDir holds what each device's IPAM ADD returned, so that every container of its pod and
@@ -109,7 +110,7 @@ func IPAMType(ipam json.RawMessage) (string, error) {
 
 // Empty reports settings that change nothing: the link travels with its own addresses and MTU.
 func (s *Settings) Empty() bool {
-	return s.MTU == 0 && s.IPAM == nil && len(s.Routes) == 0 && len(s.Sysctls) == 0 && s.CarryHostAddresses
+	return s.MTU == 0 && s.IPAM == nil && len(s.Routes) == 0 && len(s.Sysctls) == 0 && !s.DropHostAddresses
 }
 
 // Encode is the --netconf argument.
