@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +14,7 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netconf"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pool"
 )
@@ -86,8 +88,20 @@ type discoverReport struct {
 }
 
 type discoverPool struct {
-	Resource string          `json:"resource"`
-	Devices  []device.Device `json:"devices"`
+	Resource  string            `json:"resource"`
+	Interface *discoverIfConfig `json:"interface"`
+	Devices   []device.Device   `json:"devices"`
+}
+
+// discoverIfConfig is a pool's interface settings in the JSON report.
+type discoverIfConfig struct {
+	PodIfName          string            `json:"podIfName"`
+	MTU                int               `json:"mtu"`
+	IPAM               json.RawMessage   `json:"ipam"`
+	Routes             []netconf.Route   `json:"routes"`
+	Sysctls            map[string]string `json:"sysctls"`
+	CarryHostAddresses bool              `json:"carryHostAddresses"`
+	CNIManaged         bool              `json:"cniManaged"`
 }
 
 func writeJSON(w io.Writer, r pool.Result, warnings []string, rdmaMode string) error {
@@ -97,7 +111,16 @@ func writeJSON(w io.Writer, r pool.Result, warnings []string, rdmaMode string) e
 		for i := range p.Devices {
 			devs[i] = listsNotNull(p.Devices[i])
 		}
-		report.Pools = append(report.Pools, discoverPool{Resource: p.Resource.FullName(), Devices: devs})
+		in := p.Resource.Interface
+		ifc := &discoverIfConfig{PodIfName: p.Resource.PodIfName, MTU: in.MTU, IPAM: in.IPAM, Routes: in.Routes, Sysctls: in.Sysctls,
+			CarryHostAddresses: !in.DropHostAddresses, CNIManaged: p.Resource.CNIManaged}
+		if ifc.Routes == nil {
+			ifc.Routes = []netconf.Route{}
+		}
+		if ifc.Sysctls == nil {
+			ifc.Sysctls = map[string]string{}
+		}
+		report.Pools = append(report.Pools, discoverPool{Resource: p.Resource.FullName(), Interface: ifc, Devices: devs})
 	}
 	for _, u := range r.Unassigned {
 		u.Device = listsNotNull(u.Device)
@@ -106,6 +129,43 @@ func writeJSON(w io.Writer, r pool.Result, warnings []string, rdmaMode string) e
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(report)
+}
+
+// interfaceLine says how the pool sets its interfaces up in the pod, "" for as they are.
+func interfaceLine(r *config.Resource) string {
+	in := &r.Interface
+	var parts []string
+	if r.PodIfName != "" {
+		parts = append(parts, "named "+r.PodIfName)
+	}
+	if in.MTU > 0 {
+		parts = append(parts, "mtu "+strconv.Itoa(in.MTU))
+	}
+	if t := in.IPAMType(); t != "" {
+		parts = append(parts, "ipam "+t)
+	}
+	for _, rt := range in.Routes {
+		via := ""
+		if rt.GW != "" {
+			via = " via " + rt.GW
+		}
+		parts = append(parts, "route "+rt.Dst+via)
+	}
+	keys := make([]string, 0, len(in.Sysctls))
+	for k := range in.Sysctls {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, k+"="+in.Sysctls[k])
+	}
+	if in.DropHostAddresses {
+		parts = append(parts, "host addresses stay")
+	}
+	if r.CNIManaged {
+		parts = append(parts, "moved by the CNI")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // listsNotNull gives a device's absent lists as [] in JSON, as absent strings are "".
@@ -131,6 +191,9 @@ func writeTable(w io.Writer, r pool.Result, warnings []string, rdmaMode string) 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, p := range r.Pools {
 		fmt.Fprintf(tw, "%s: %s\n", p.Resource.FullName(), plural(len(p.Devices), "device"))
+		if line := interfaceLine(&p.Resource); line != "" {
+			fmt.Fprintf(tw, "  interface: %s\n", line)
+		}
 		if len(p.Devices) == 0 {
 			continue
 		}

@@ -288,3 +288,37 @@ func TestDiscoverConfigWarnings(t *testing.T) {
 		t.Errorf("--strict-config: rc %d, stdout %q, stderr %q; want exit 1 naming the field", rc, out, errOut)
 	}
 }
+
+// Each pool's interface settings are printed under its name, and given in the JSON report.
+func TestDiscoverInterfaceSettings(t *testing.T) {
+	cfg := "../../testdata/config/good/interface-settings.yaml"
+	root := filepath.Join(fixtures, "e810", "sys")
+	out, errOut, rc := discover(t, "--config", cfg, "--sysfs-root", root, "--software-links=false")
+	if rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errOut)
+	}
+	want := "  interface: named net1, mtu 9000, ipam host-local, route 10.99.0.0/16 via 10.56.0.1, route fd00:99::/64, " +
+		"net.ipv4.conf.IFNAME.arp_ignore=1, net.ipv6.conf.IFNAME.accept_ra=0, host addresses stay\n"
+	if !strings.Contains(out, "intel.com/sriov_ipam: 2 devices\n"+want) {
+		t.Errorf("output lacks the pool's interface line %q:\n%s", want, out)
+	}
+	out, _, _ = discover(t, "--config", cfg, "--sysfs-root", root, "--software-links=false", "-o", "json")
+	var r struct {
+		Pools []struct {
+			Interface struct {
+				MTU                int             `json:"mtu"`
+				IPAM               json.RawMessage `json:"ipam"`
+				CarryHostAddresses bool            `json:"carryHostAddresses"`
+			} `json:"interface"`
+		} `json:"pools"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if i := r.Pools[0].Interface; i.MTU != 9000 || !strings.Contains(string(i.IPAM), `"type":"host-local"`) || i.CarryHostAddresses {
+		t.Errorf("JSON interface %+v", i)
+	}
+	if !r.Pools[1].Interface.CarryHostAddresses {
+		t.Error("carryHostAddresses: true lost")
+	}
+}
