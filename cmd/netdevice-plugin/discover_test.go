@@ -315,7 +315,7 @@ func TestDiscoverInterfaceSettings(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatal(err)
 	}
-	if i := r.Pools[0].Interface; i.MTU != 9000 || !strings.Contains(string(i.IPAM), `"type":"host-local"`) || i.CarryHostAddresses {
+	if i := r.Pools[0].Interface; i.MTU != 9000 || !strings.Contains(string(i.IPAM), `"type": "host-local"`) || i.CarryHostAddresses {
 		t.Errorf("JSON interface %+v", i)
 	}
 	if !r.Pools[1].Interface.CarryHostAddresses {
