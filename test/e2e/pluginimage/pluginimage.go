@@ -11,6 +11,10 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/netdevice-plugin/netdevice-plugin/test/e2e/imagebuilder"
 )
@@ -103,4 +107,46 @@ func (l Layout) Image(ref string, commands map[string]string) (imagebuilder.Imag
 		img.Entries = append(img.Entries, e)
 	}
 	return img, nil
+}
+
+// OverlayDir is the kustomization users apply with their own image, relative to the repository root;
+// the end-to-end test installs the plugin with `kubectl apply -k` of it.
+const OverlayDir = "deploy/overlays/dev"
+
+// Render builds a kustomization as `kubectl apply -k DIR` would and returns its objects.
+func Render(dir string) ([]map[string]any, error) {
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	res, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	var out []map[string]any
+	for _, r := range res.Resources() {
+		m, err := r.Map()
+		if err != nil {
+			return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Images returns every container image the objects name (init containers included), deduplicated.
+func Images(objs []map[string]any) []string {
+	var out []string
+	for _, o := range objs {
+		spec, _ := o["spec"].(map[string]any)
+		tmpl, _ := spec["template"].(map[string]any)
+		pod, _ := tmpl["spec"].(map[string]any)
+		for _, key := range []string{"initContainers", "containers"} {
+			cs, _ := pod[key].([]any)
+			for _, c := range cs {
+				img, _ := c.(map[string]any)["image"].(string)
+				if img != "" && !slices.Contains(out, img) {
+					out = append(out, img)
+				}
+			}
+		}
+	}
+	return out
 }

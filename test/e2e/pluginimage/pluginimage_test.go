@@ -82,7 +82,7 @@ func TestDiffCatchesDrift(t *testing.T) {
 // init container copies the hook from where the image has it.
 func TestDaemonSetUsesLayout(t *testing.T) {
 	l := load(t)
-	data, err := os.ReadFile(filepath.Join(root, "deploy", "daemonset.yaml"))
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "base", "daemonset.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,6 +167,35 @@ func TestLoadRejects(t *testing.T) {
 		}
 		if _, err := Load(f); err == nil {
 			t.Errorf("%s: Load accepted %s", name, body)
+		}
+	}
+}
+
+// TestOverlayChangesOnlyTheImage: the overlay the end-to-end test installs is the base with another
+// image tag on both containers, and nothing else; the released kustomization is the base too.
+func TestOverlayChangesOnlyTheImage(t *testing.T) {
+	base, err := Render(filepath.Join(root, "deploy", "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]string{
+		OverlayDir: "ghcr.io/netdevice-plugin/netdevice-plugin:dev",
+		"deploy":   "ghcr.io/netdevice-plugin/netdevice-plugin:v0.1.0",
+	} {
+		objs, err := Render(filepath.Join(root, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if imgs := Images(objs); !slices.Equal(imgs, []string{want}) {
+			t.Errorf("%s names images %v, want %s", dir, imgs, want)
+		}
+		// with the image put back, the objects are the base's
+		baseImg := Images(base)[0]
+		got, _ := yaml.Marshal(objs)
+		got = []byte(strings.ReplaceAll(string(got), want, baseImg))
+		wantYAML, _ := yaml.Marshal(base)
+		if string(got) != string(wantYAML) {
+			t.Errorf("%s differs from deploy/base in more than the image:\n%s\nbase:\n%s", dir, got, wantYAML)
 		}
 	}
 }
