@@ -91,6 +91,7 @@ type Daemon struct {
 	cfgErr    string                   // last config error logged by a periodic reload
 	hostNames map[string]hostNames     // PCI address -> last host netdev names seen
 	pooled    map[string]device.Device // ID -> last seen copy of every device in a pool
+	restored  map[string]bool          // IDs the saved state pooled that this run has not seen on the host yet
 	written   map[string]pool.Pool     // full name -> the pool as its CDI spec was last written
 	served    map[string]config.Resource
 	// savedState is the state file's content as last read or written, to skip unchanged writes.
@@ -129,6 +130,7 @@ func New(opts Options) (*Daemon, error) {
 		opts:      opts,
 		hostNames: map[string]hostNames{},
 		pooled:    map[string]device.Device{},
+		restored:  map[string]bool{},
 		written:   map[string]pool.Pool{},
 		served:    map[string]config.Resource{},
 	}, nil
@@ -340,6 +342,7 @@ func (d *Daemon) apply(devs []device.Device) {
 		dev := &devs[i]
 		d.keepHostNames(dev)
 		present[dev.ID] = true
+		delete(d.restored, dev.ID)
 		inventory[dev.ID] = dev
 	}
 	// Devices that were in a pool and are not on the host now stay, as they were last seen: the
@@ -372,6 +375,11 @@ func (d *Daemon) apply(devs []device.Device) {
 		d.served[name] = p.Resource
 	}
 	d.pooled = pooled
+	for id := range d.restored {
+		if _, ok := pooled[id]; !ok {
+			delete(d.restored, id)
+		}
+	}
 	for name, res := range d.served {
 		if keep[name] {
 			continue
@@ -440,6 +448,7 @@ func (d *Daemon) serverDevice(dev *device.Device, gone bool, inventory map[strin
 	sd := server.Device{
 		ID:           dev.ID,
 		Gone:         gone,
+		Restored:     gone && d.restored[dev.ID],
 		NUMANode:     dev.NUMANode,
 		PCIAddress:   dev.PCIAddress,
 		PFPCIAddress: dev.PFPCIAddress,

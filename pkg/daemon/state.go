@@ -60,6 +60,7 @@ func (d *Daemon) loadState() {
 	}
 	for _, dev := range st.Pooled {
 		d.pooled[dev.ID] = dev
+		d.restored[dev.ID] = true
 	}
 	for _, h := range st.HostNames {
 		d.hostNames[h.PCIAddress] = hostNames{names: h.Names, linkType: h.LinkType, driver: h.Driver}

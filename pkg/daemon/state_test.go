@@ -38,9 +38,10 @@ func TestRestartKeepsDevicesInPods(t *testing.T) {
 
 	h.stop()
 	h.start()
-	// The new daemon never saw Allocate: the link away is listed (unhealthy: gone), the VF is
-	// still a PCI function and healthy; both keep their CDI devices.
-	h.waitList(netdevice, "[ndvr0:Unhealthy]")
+	// The new daemon never saw Allocate, but the kubelet's allocation outlives it: the link away
+	// is listed healthy (in use inside its pod, as before the restart), the VF is still a PCI
+	// function and healthy; both keep their CDI devices.
+	h.waitList(netdevice, "[ndvr0:Healthy]")
 	h.waitList(byName, "[0000:3b:01.0:Healthy[numa0]]")
 	h.resolveCDI([]string{netdevice + "=ndvr0", byName + "=0000:3b:01.0"})
 

@@ -20,6 +20,11 @@ type Device struct {
 	PCIAddress   string // "" for software links
 	PFPCIAddress string // VFs: their PF, the unit GetPreferredAllocation packs on
 	VFIODevice   string // vfio-pci: the group node, "/dev/vfio/12" or "/dev/vfio/noiommu-12"; else ""
+	// Restored marks a software link the daemon's previous run pooled that has not been on the
+	// host since this run started. The kubelet's allocations outlive the daemon, so it counts as
+	// handed out, as if this run had allocated it: inside its pod and healthy until the kubelet
+	// offers it as free while it is still away (then it is lost).
+	Restored bool
 }
 
 // Reasons a device turns unhealthy in the server itself.
@@ -108,6 +113,8 @@ func health(d Device, cdiName string, marks map[string]markState) (bool, string)
 	if d.PCIAddress != "" {
 		delete(marks, d.ID) // marks only explain absences of software links
 		marked = false
+	} else if !marked && d.Restored {
+		m, marked = markAllocated, true
 	}
 	switch {
 	case d.Gone && marked && m == markLost:

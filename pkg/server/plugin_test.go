@@ -227,6 +227,29 @@ func TestGoneDevicesAfterAllocate(t *testing.T) {
 	wait("[0000:3b:02.0:Healthy[numa0] dummy0:Healthy dummy1:Healthy]")
 }
 
+// A link the daemon's previous run pooled and that is away since this run began counts as handed
+// out (the kubelet's allocation outlived the daemon): healthy while away, lost once the kubelet
+// offers it as free while it is still away, and free for good once it is home. A PCI function
+// gone from sysfs is gone, restored or not.
+func TestRestoredLinkAwayCountsAsHandedOut(t *testing.T) {
+	away := []Device{{ID: "dummy0", NUMANode: -1, Gone: true, Restored: true}, {ID: "dummy1", NUMANode: -1, Gone: true},
+		{ID: "0000:3b:02.0", PCIAddress: "0000:3b:02.0", PFPCIAddress: "0000:3b:00.0", NUMANode: 0, Gone: true, Restored: true}}
+	_, p := served(t, resA, away)
+	ctx := ctxTimeout(t, 10*time.Second)
+	wait := func(want string) {
+		t.Helper()
+		if _, err := p.WaitDevices(ctx, func(d []*pluginapi.Device) bool { return kubelettest.Describe(d) == want }); err != nil {
+			t.Fatalf("want %s: %v", want, err)
+		}
+	}
+	wait("[0000:3b:02.0:Unhealthy[numa0] dummy0:Healthy dummy1:Unhealthy]")
+	if _, err := p.Client.GetPreferredAllocation(ctx, &pluginapi.PreferredAllocationRequest{ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{
+		{AvailableDeviceIDs: []string{"dummy0"}, AllocationSize: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	wait("[0000:3b:02.0:Unhealthy[numa0] dummy0:Unhealthy dummy1:Unhealthy]")
+}
+
 // An Allocate for a link still inside a pod means the kubelet thinks it is free: refuse it.
 func TestAllocateOfLinkStillInPod(t *testing.T) {
 	e, p := served(t, resA, []Device{{ID: "dummy0", NUMANode: -1}})
