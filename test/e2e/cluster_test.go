@@ -289,7 +289,7 @@ func (k *kube) note(t *testing.T, msg string) {
 func (k *kube) scenarioPending(t *testing.T) {
 	ctx := context.Background()
 	applied := time.Now()
-	k.applyPod(t, podManifest("greedy", map[string]int{seedResource: 2}))
+	k.apply(t, podManifest("greedy", map[string]int{seedResource: 2}))
 	t.Cleanup(func() {
 		_, _ = k.kubectl(context.Background(), "delete", "pod", "greedy", "--ignore-not-found", "--wait=false")
 	})
@@ -330,8 +330,8 @@ func (k *kube) scenarioPending(t *testing.T) {
 	timing("cluster-2-pending", "unschedulable_ms", unschedulable)
 }
 
-// applyPod creates a pod from a manifest on stdin.
-func (k *kube) applyPod(t *testing.T, manifest []byte) {
+// apply applies a manifest given on stdin, as `kubectl apply -f - <<EOF` does.
+func (k *kube) apply(t *testing.T, manifest []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -370,13 +370,13 @@ func (k *kube) scenarioConfigMap(t *testing.T, tok string) {
 
 	// a pool added
 	t0 := time.Now()
-	k.applyConfigMap(t, configMap(seed+extraPoolCfg))
+	k.apply(t, configMap(seed+extraPoolCfg))
 	k.waitAllocatable(t, map[string]string{seedResource: "1", extraRes: "1"}, 2*time.Minute)
 	added := time.Since(t0)
 
 	// a pool removed: its server stops, its CDI spec goes
 	t0 = time.Now()
-	k.applyConfigMap(t, configMap("resourceList:\n"+extraPoolCfg))
+	k.apply(t, configMap("resourceList:\n"+extraPoolCfg))
 	k.waitAllocatable(t, map[string]string{seedResource: "0", extraRes: "1"}, 2*time.Minute)
 	removed := time.Since(t0)
 	if err := poll(ctx, 10*time.Second, 100*time.Millisecond, func(context.Context) error {
@@ -452,25 +452,13 @@ func (k *kube) scenarioConfigMap(t *testing.T, tok string) {
 	timing("cluster-3-configmap", "added_ms", added, "removed_ms", removed, "rejected_ms", rejected, "restored_ms", restored)
 }
 
-// applyConfigMap applies a ConfigMap manifest from stdin.
-func (k *kube) applyConfigMap(t *testing.T, manifest []byte) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := k.st.KubectlIn(ctx, manifest, "apply", "-f", "-")
-	k.show(t, "kubectl apply -f - <<EOF\n"+string(manifest)+"EOF", out)
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // scenarioRolloutRestart: `kubectl rollout restart` of the DaemonSet while a pod holds dummy0: the
 // pod keeps its link, the device stays allocated to it and Healthy in the new daemon's pool (a pod
 // asking for it waits), and when the holder is deleted dummy0 is free again and the waiting pod
 // gets it.
 func (k *kube) scenarioRolloutRestart(t *testing.T) {
 	ctx := context.Background()
-	k.applyPod(t, podManifest("holder", map[string]int{seedResource: 1}))
+	k.apply(t, podManifest("holder", map[string]int{seedResource: 1}))
 	t.Cleanup(func() {
 		_, _ = k.kubectl(context.Background(), "delete", "pod", "holder", "waiter", "--ignore-not-found")
 	})
@@ -538,7 +526,7 @@ func (k *kube) scenarioRolloutRestart(t *testing.T) {
 	}
 
 	// a second pod waits for the device: it is taken
-	k.applyPod(t, podManifest("waiter", map[string]int{seedResource: 1}))
+	k.apply(t, podManifest("waiter", map[string]int{seedResource: 1}))
 	if err := poll(ctx, time.Minute, 100*time.Millisecond, func(ctx context.Context) error {
 		w, err := k.pod(ctx, "default", "waiter")
 		if err != nil {
