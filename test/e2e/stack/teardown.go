@@ -110,7 +110,9 @@ func TeardownState(st State, p Paths, keepLogs, live bool, logf func(string, ...
 	return errors.Join(errs...)
 }
 
-// removeAllPods stops and removes every pod sandbox through the runtime.
+// removeAllPods stops and removes every pod sandbox through the runtime. A stop the kubelet began
+// just before it was stopped can still be running in containerd and race this one (the CNI DEL of
+// both deletes the pod's eth0: "no such device" for the loser), so a failure is retried.
 func removeAllPods(p Paths, st State) error {
 	crictl := st.Crictl
 	if crictl == "" {
@@ -118,11 +120,18 @@ func removeAllPods(p Paths, st State) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, crictl, "--config", p.CrictlConfig, "rmp", "--all", "--force").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("remove pods (crictl rmp --all --force): %w: %s", err, out)
+	var err error
+	var out []byte
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Second)
+		}
+		out, err = exec.CommandContext(ctx, crictl, "--config", p.CrictlConfig, "rmp", "--all", "--force").CombinedOutput()
+		if err == nil {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("remove pods (crictl rmp --all --force, 3 tries): %w: %s", err, out)
 }
 
 // removeCgroups removes cgroup folders, deepest first; a cgroup whose last process is still exiting
