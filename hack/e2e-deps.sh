@@ -52,7 +52,7 @@ build_kubernetes() {
 	local recipe="r2 scratch-module CGO_ENABLED=0 version-ldflags ${KUBE_COMMANDS[*]} etcd-from-kubernetes-go.mod"
 	cached kubernetes "$KUBE_VERSION" "$recipe" && return 0
 	local t0=$SECONDS
-	log "building kubernetes $KUBE_VERSION (${KUBE_COMMANDS[*]}) and etcd: about 4 minutes on 2 cores from empty Go caches"
+	log "building kubernetes $KUBE_VERSION (${KUBE_COMMANDS[*]}) and etcd: 4-6 minutes on 2 cores from empty Go caches"
 	src="$dir/src"
 	rm -rf "${src:?}" "$dir/bin" && mkdir -p "$src" "$dir/bin"
 	# kubernetes' go.mod requires its staging modules as v0.0.0 with local replaces; a scratch
