@@ -1,5 +1,8 @@
 # netdevice-plugin image: the daemon and the hook, both static, and pci.ids from Debian so vendor and
 # device names never need a network fetch at run time.
+# The final stage's files, user and entrypoint are deploy/image-layout.json's: the end-to-end test
+# builds the same image from that file without Docker, and test/e2e/pluginimage fails when this
+# Dockerfile and the file disagree. Change both together.
 ARG GO_VERSION=1.26
 FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src

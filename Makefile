@@ -31,14 +31,16 @@ unit-test:
 ## test: deps, lint, unit tests
 test: deps lint unit-test
 
-## e2e: real kubelet + containerd + runc on this machine (root)
+## e2e: on this machine (root): a cluster from source with the plugin installed by kubectl apply -k
+##      and five scenarios, plus a standalone kubelet + containerd + runc for what only it shows
 e2e: deps build
 	test/e2e/run.sh
 
 ## check: everything CI runs: lint, unit tests, end-to-end
 check: test e2e
 
-## demo: the seed demo end to end on this machine: a pod gets dummy0 (root)
+## demo: the seed README's demo on a cluster built from source on this machine (root): the install,
+##       dummy0 on the node, its allocatable, kubectl exec test -- ip a showing dummy0 in the pod
 demo: deps build
 	test/e2e/run.sh demo
 

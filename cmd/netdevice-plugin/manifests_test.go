@@ -209,7 +209,7 @@ func TestDeployManifests(t *testing.T) {
 
 // Each file on its own decodes strictly too (someone may apply one without kustomize).
 func TestDeployFilesDecodeStrictly(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(deployDir, "*.yaml"))
+	files, _ := filepath.Glob(filepath.Join(deployDir, "base", "*.yaml"))
 	files = append(files, filepath.Join(deployDir, "kind", "demo-pod.yaml"))
 	for _, file := range files {
 		if filepath.Base(file) == "kustomization.yaml" {

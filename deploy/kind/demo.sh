@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cluster=netdevice
-image=ghcr.io/netdevice-plugin/netdevice-plugin:v0.1.0
+image=ghcr.io/netdevice-plugin/netdevice-plugin:dev # deploy/overlays/dev names it
 worker=${cluster}-worker
 
 kind get clusters | grep -qx "$cluster" || kind create cluster --config deploy/kind/kind-config.yaml
@@ -15,7 +15,7 @@ kind load docker-image "$image" --name "$cluster"
 docker exec "$worker" sh -c 'ip link show dummy0 >/dev/null 2>&1 || ip link add dummy0 type dummy;
   ip addr replace 192.168.8.8/32 dev dummy0; ip link set dummy0 up'
 
-kubectl apply -k deploy/
+kubectl apply -k deploy/overlays/dev
 kubectl -n netdevice-plugin rollout status daemonset/netdevice-plugin --timeout=180s
 echo "waiting for ${worker} to offer networking.k8s.io/netdevice"
 for _ in $(seq 60); do

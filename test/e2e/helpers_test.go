@@ -40,16 +40,6 @@ spec:
          networking.k8s.io/netdevice: 1
 `
 
-// seedManifest is the seed pod spec with only the image changed: the local stand-in, never pulled.
-func seedManifest(t *testing.T) []byte {
-	t.Helper()
-	const img = "    image: registry.k8s.io/e2e-test-images/agnhost:2.40\n"
-	if !strings.Contains(seedPod, img) {
-		t.Fatal("seed pod spec lost its image line")
-	}
-	return []byte(strings.Replace(seedPod, img, "    image: "+stack.PodImage+"\n    imagePullPolicy: Never\n", 1))
-}
-
 // podManifest is a pod like the seed's (agnhost netexec on port 80) with the given limits.
 func podManifest(name string, limits map[string]int) []byte {
 	var b strings.Builder

@@ -27,6 +27,7 @@ var (
 	workRoot  = flag.String("e2e.work", "", "folder for the stacks' private files, one subfolder per test (default: a new folder in /var/tmp/ndp-e2e)")
 	teardown  = flag.String("e2e.teardown", "", "tear down the stack recorded in this state file, verify the host, and exit")
 	preflight = flag.Bool("e2e.preflight", false, "check that no other kubelet or container runtime runs here (stack.Preflight), and exit")
+	clusterPF = flag.Bool("e2e.cluster", false, "with -e2e.preflight: check what a cluster stack needs too (control-plane ports, the host's kubelet root, no installed plugin)")
 	keepLogs  = flag.Bool("e2e.keep-logs", false, "keep the logs folder even when the test passes")
 	hold      = flag.Duration("e2e.hold", 0, "smoke and demo: keep the pod running this long before deleting it, to look around")
 	startWait = flag.Duration("e2e.start-timeout", 3*time.Minute, "how long bringing up containerd and the kubelet may take")
@@ -44,8 +45,7 @@ func TestMain(m *testing.M) {
 		os.Exit(teardownFromFile(*teardown))
 	}
 	if *preflight {
-		o := stack.Options{}.WithDefaults()
-		if err := stack.Preflight(o.Ports, o.Bridge); err != nil {
+		if err := stack.Preflight(stack.Options{Cluster: *clusterPF}); err != nil {
 			logf("%v", err)
 			os.Exit(1)
 		}
@@ -102,16 +102,23 @@ func teardownFromFile(file string) int {
 		return 1
 	}
 	logf("tearing down the stack recorded in %s", file)
-	if err := stack.TeardownState(st, stack.NewPaths(st.Work), true, logf); err != nil {
+	if err := stack.TeardownState(st, st.Paths(), true, false, logf); err != nil {
 		logf("teardown: %v", err)
 		return 1
 	}
 	return 0
 }
 
-// newStack brings up containerd and the kubelet for one test and registers their teardown: logs
-// tails on failure, host restored and verified always.
-func newStack(t *testing.T, name string) *stack.Stack {
+// newStack brings up containerd and a standalone kubelet for one test and registers their teardown:
+// logs tails on failure, host restored and verified always.
+func newStack(t *testing.T, name string) *stack.Stack { return newStackWith(t, name, false) }
+
+// newCluster brings up a cluster (control plane, containerd, the kubelet joined as a node) for one
+// test, with newStack's teardown; a failure also prints the cluster's view (pods, events, the
+// plugin's logs).
+func newCluster(t *testing.T, name string) *stack.Stack { return newStackWith(t, name, true) }
+
+func newStackWith(t *testing.T, name string, cluster bool) *stack.Stack {
 	t.Helper()
 	bins, err := stack.BinariesFromEnv()
 	if err != nil {
@@ -133,7 +140,7 @@ func newStack(t *testing.T, name string) *stack.Stack {
 	ctx, cancel := context.WithTimeout(context.Background(), *startWait)
 	defer cancel()
 
-	st, err := stack.New(stack.Options{Work: work, Bins: bins, Logf: logf})
+	st, err := stack.New(stack.Options{Work: work, Bins: bins, Logf: logf, Cluster: cluster})
 	if err != nil {
 		t.Fatalf("stack: %v", err)
 	}
@@ -142,6 +149,9 @@ func newStack(t *testing.T, name string) *stack.Stack {
 	active.Unlock()
 	t.Cleanup(func() {
 		failed := t.Failed()
+		if failed && cluster {
+			fmt.Printf("\n%s\n", clusterDiagnostics(st))
+		}
 		if failed {
 			fmt.Printf("\n%s\n", st.LogTails(60))
 		}
@@ -159,7 +169,7 @@ func newStack(t *testing.T, name string) *stack.Stack {
 	})
 	start := time.Now()
 	if err := st.Start(ctx); err != nil {
-		t.Fatalf("bring up containerd + kubelet: %v", err)
+		t.Fatalf("bring up the stack: %v", err)
 	}
 	logf("stack %s up in %v (work folder %s)", name, time.Since(start).Round(time.Millisecond), work)
 	return st

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # End-to-end tests against a real kubelet, containerd and runc on this machine (root).
 #
-#   test/e2e/run.sh            smoke test + the six scenarios of issue 5 (exit non-zero on any failure)
+#   test/e2e/run.sh            everything: the smoke test, the standalone-kubelet scenarios, and the
+#                              cluster (control plane from source, the plugin installed with
+#                              kubectl apply -k, five scenarios); exit non-zero on any failure
+#   test/e2e/run.sh cluster    only the cluster test
+#   test/e2e/run.sh scenarios  only the standalone-kubelet scenarios
 #   test/e2e/run.sh smoke      only the smoke test (needs no device plugin)
-#   test/e2e/run.sh scenarios  only the scenarios
-#   test/e2e/run.sh demo       the seed demo for a person: a pod gets dummy0; prints what the kubelet
-#                              can allocate and `ip addr` inside the pod; tears everything down
+#   test/e2e/run.sh demo       the seed demo for a person, on the cluster: the README's install,
+#                              dummy0 on the node, the node's allocatable, kubectl exec ... ip a in
+#                              the seed's pod; tears everything down
 #   test/e2e/run.sh teardown   tear down whatever a killed run left (state files under E2E_WORK_ROOT)
 #
 # It refuses to start (exit 1, nothing changed on the host) where another kubelet or container
 # runtime runs: /run/containerd/containerd.sock answers, the kubelet ports 10250/10248 are taken, a
-# kubelet process runs, or another kubelet's device-plugin folder or kubepods cgroups are there.
+# kubelet process runs, or another kubelet's device-plugin folder or kubepods cgroups are there; for
+# the cluster also where the control plane's ports (6443, 2379, 2380, 10257, 10259) or the plugin's
+# (9402) are taken, /var/lib/kubelet holds files, or netdevice-plugin is installed on the host.
 #
 # Environment: E2E_CACHE_DIR (built stack binaries, see hack/e2e-deps.sh), E2E_WORK_ROOT (default
 # /var/tmp/ndp-e2e), E2E_KEEP_LOGS=1 (keep logs of a passing run), E2E_RUN (a -test.run regexp),
@@ -25,14 +31,16 @@ LOCK=/run/lock/netdevice-plugin-e2e.lock
 
 log() { echo "run.sh: $*" >&2; }
 
+CLUSTER=-e2e.cluster=true
 case "$MODE" in
-all) RUN='^(TestSmoke|TestScenarios)$' ;;
-smoke) RUN='^TestSmoke$' ;;
-scenarios) RUN='^TestScenarios$' ;;
-demo) RUN='^TestDemo$' ;;
+all) RUN='^(TestSmoke|TestScenarios|TestCluster)$' ;;
+cluster) RUN='^TestCluster$' ;;
+smoke) RUN='^TestSmoke$' CLUSTER= ;;
+scenarios) RUN='^TestScenarios$' CLUSTER= ;;
+demo) RUN='^TestClusterDemo$' ;;
 teardown) RUN= ;;
 *)
-	echo "usage: $0 [all|smoke|scenarios|demo|teardown]" >&2
+	echo "usage: $0 [all|cluster|scenarios|smoke|demo|teardown]" >&2
 	exit 2
 	;;
 esac
@@ -88,7 +96,7 @@ fi
 [[ $LEFTOVER_RC == 0 ]] || log "WARNING: tearing down a previous run's leftovers failed"
 
 # Refuse a host where another kubelet or container runtime runs, before anything is installed there.
-if ! "$BIN/e2e.test" -e2e.preflight; then
+if ! "$BIN/e2e.test" -e2e.preflight $CLUSTER; then
 	rm -rf "$RUN_DIR"
 	rmdir "$WORK_ROOT" 2>/dev/null || true
 	exit 1

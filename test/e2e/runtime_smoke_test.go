@@ -76,6 +76,15 @@ func TestSmoke(t *testing.T) {
 		if c, err := st.RunningContainer(ctx, pod, "app"); err == nil {
 			return fmt.Errorf("container %s still runs", c.ID)
 		}
+		sbs, err := st.Sandboxes(ctx, pod)
+		if err != nil {
+			return err
+		}
+		for _, sb := range sbs {
+			if sb.State == "SANDBOX_READY" {
+				return fmt.Errorf("sandbox %s still ready", sb.ID)
+			}
+		}
 		return nil
 	})
 	if err != nil {

@@ -52,6 +52,7 @@ type Image struct {
 	Entrypoint []string
 	Cmd        []string
 	Env        []string
+	User       string // "uid:gid" or a name, "" for the runtime's default
 	Entries    []Entry
 }
 
@@ -100,6 +101,7 @@ type ExecConfig struct {
 	Entrypoint []string `json:"Entrypoint,omitempty"`
 	Cmd        []string `json:"Cmd,omitempty"`
 	Env        []string `json:"Env,omitempty"`
+	User       string   `json:"User,omitempty"`
 	WorkingDir string   `json:"WorkingDir,omitempty"`
 }
 
@@ -131,7 +133,7 @@ func WriteLayout(w io.Writer, img Image) (string, error) {
 		Architecture: "amd64",
 		OS:           "linux",
 		Created:      epoch,
-		Config:       ExecConfig{Entrypoint: img.Entrypoint, Cmd: img.Cmd, Env: img.Env, WorkingDir: "/"},
+		Config:       ExecConfig{Entrypoint: img.Entrypoint, Cmd: img.Cmd, Env: img.Env, User: img.User, WorkingDir: "/"},
 		RootFS:       RootFS{Type: "layers", DiffIDs: []string{layerDesc.Digest}},
 		History:      []HistoryItem{{Created: epoch, CreatedBy: "netdevice-plugin test/e2e/imagebuilder"}},
 	})

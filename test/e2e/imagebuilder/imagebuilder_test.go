@@ -70,6 +70,7 @@ func TestWriteLayout(t *testing.T) {
 		Ref:        "localhost/netdevice-e2e/agnhost:e2e",
 		Entrypoint: []string{"/agnhost"},
 		Env:        []string{"PATH=/bin"},
+		User:       "0:0",
 		Entries: []Entry{
 			{Path: "/bin/sh", Linkname: "busybox"},
 			{Path: "/agnhost", Source: src, Mode: 0o755},
@@ -120,7 +121,7 @@ func TestWriteLayout(t *testing.T) {
 	if len(cfg.RootFS.DiffIDs) != 1 || cfg.RootFS.DiffIDs[0] != man.Layers[0].Digest {
 		t.Errorf("config diff_ids %v, want the (uncompressed) layer digest %s", cfg.RootFS.DiffIDs, man.Layers[0].Digest)
 	}
-	if strings.Join(cfg.Config.Entrypoint, " ") != "/agnhost" || strings.Join(cfg.Config.Env, " ") != "PATH=/bin" {
+	if strings.Join(cfg.Config.Entrypoint, " ") != "/agnhost" || strings.Join(cfg.Config.Env, " ") != "PATH=/bin" || cfg.Config.User != "0:0" {
 		t.Errorf("config exec = %+v", cfg.Config)
 	}
 

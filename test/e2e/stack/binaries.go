@@ -1,6 +1,9 @@
 // Package stack brings up and tears down a real single-node Kubernetes stack for the end-to-end
-// tests: containerd (CRI, CDI enabled) with Debian's runc, the CNI bridge plugin, and a standalone
-// kubelet running static pods, all on private paths. It refuses a host where another kubelet or
+// tests: containerd (CRI, CDI enabled) with Debian's runc, the CNI bridge plugin, and either a
+// standalone kubelet running static pods, all on private paths, or a cluster: etcd, kube-apiserver,
+// kube-controller-manager and kube-scheduler on loopback with certificates of its own, and the
+// kubelet joined as a node on the host's default kubelet and CDI paths, where a DaemonSet installed
+// with kubectl finds them. It refuses a host where another kubelet or
 // runtime runs (Preflight), records what it creates on the host in a state file as it goes, and its
 // teardown, even one from another process after a killed run, removes only that and then verifies the
 // host against a snapshot taken at start.
@@ -22,6 +25,12 @@ type Binaries struct {
 	Busybox    string // static busybox for the pod image
 	Agnhost    string // static test/e2e/agnhost binary
 	Pause      string // static test/e2e/pause binary
+	// cluster only
+	Etcd              string
+	APIServer         string // kube-apiserver
+	ControllerManager string // kube-controller-manager
+	Scheduler         string // kube-scheduler
+	Kubectl           string
 }
 
 // Shim is the containerd runc shim next to containerd.
@@ -33,7 +42,8 @@ func (b Binaries) Shim() string {
 func (b Binaries) Ctr() string { return filepath.Join(filepath.Dir(b.Containerd), "ctr") }
 
 // BinariesFromEnv reads the binaries' locations from the environment run.sh sets (the output of
-// `hack/e2e-deps.sh --print-env` plus E2E_AGNHOST and E2E_PAUSE) and checks that each exists.
+// `hack/e2e-deps.sh --print-env` plus E2E_AGNHOST and E2E_PAUSE) and checks that each a standalone
+// stack needs exists (a cluster's: CheckCluster).
 func BinariesFromEnv() (Binaries, error) {
 	env := func(name string) string { return os.Getenv(name) }
 	b := Binaries{
@@ -45,13 +55,20 @@ func BinariesFromEnv() (Binaries, error) {
 		Busybox:    env("E2E_BUSYBOX"),
 		Agnhost:    env("E2E_AGNHOST"),
 		Pause:      env("E2E_PAUSE"),
+
+		Etcd:              filepath.Join(env("E2E_BIN_ETCD"), "etcd"),
+		APIServer:         filepath.Join(env("E2E_BIN_KUBE"), "kube-apiserver"),
+		ControllerManager: filepath.Join(env("E2E_BIN_KUBE"), "kube-controller-manager"),
+		Scheduler:         filepath.Join(env("E2E_BIN_KUBE"), "kube-scheduler"),
+		Kubectl:           filepath.Join(env("E2E_BIN_KUBE"), "kubectl"),
 	}
 	return b, b.Check()
 }
 
-// Check reports the first binary that is missing, naming it and the variable that sets it.
+// Check reports the first binary a standalone stack needs that is missing, naming it and the
+// variable that sets it.
 func (b Binaries) Check() error {
-	for _, c := range []struct{ path, what string }{
+	return checkFiles([]struct{ path, what string }{
 		{b.Kubelet, "kubelet (E2E_BIN_KUBELET)"},
 		{b.Containerd, "containerd (E2E_BIN_CONTAINERD)"},
 		{b.Shim(), "containerd-shim-runc-v2 (E2E_BIN_CONTAINERD)"},
@@ -64,7 +81,22 @@ func (b Binaries) Check() error {
 		{b.Busybox, "busybox (E2E_BUSYBOX)"},
 		{b.Agnhost, "agnhost (E2E_AGNHOST)"},
 		{b.Pause, "pause (E2E_PAUSE)"},
-	} {
+	})
+}
+
+// CheckCluster reports the first binary of the control plane that is missing.
+func (b Binaries) CheckCluster() error {
+	return checkFiles([]struct{ path, what string }{
+		{b.Etcd, "etcd (E2E_BIN_ETCD)"},
+		{b.APIServer, "kube-apiserver (E2E_BIN_KUBE)"},
+		{b.ControllerManager, "kube-controller-manager (E2E_BIN_KUBE)"},
+		{b.Scheduler, "kube-scheduler (E2E_BIN_KUBE)"},
+		{b.Kubectl, "kubectl (E2E_BIN_KUBE)"},
+	})
+}
+
+func checkFiles(files []struct{ path, what string }) error {
+	for _, c := range files {
 		if c.path == "" || !filepath.IsAbs(c.path) {
 			return fmt.Errorf("%s: path %q is not absolute; run test/e2e/run.sh, which builds and sets it", c.what, c.path)
 		}

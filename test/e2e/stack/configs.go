@@ -31,9 +31,14 @@ type Paths struct {
 	Manifests         string
 	CrictlConfig      string
 	Images            string
+	// cluster only
+	PKI         string // the CA, certificates and keys (WritePKI)
+	Kubeconfigs string // one kubeconfig per client of the API server
+	EtcdData    string
+	Home        string // HOME and TMPDIR of kubectl: its cache and kubectl edit's files stay here
 }
 
-// NewPaths lays out the private folders below work.
+// NewPaths lays out the private folders below work, for a standalone kubelet.
 func NewPaths(work string) Paths {
 	j := func(p string) string { return work + "/" + p }
 	return Paths{
@@ -56,8 +61,38 @@ func NewPaths(work string) Paths {
 		Manifests:         j("manifests"),
 		CrictlConfig:      j("crictl.yaml"),
 		Images:            j("images"),
+		PKI:               j("pki"),
+		Kubeconfigs:       j("kubeconfig"),
+		EtcdData:          j("etcd"),
+		Home:              j("home"),
 	}
 }
+
+// Host paths a cluster's kubelet and container runtime use, because the DaemonSet as users install
+// it mounts them from the host: the kubelet's root (its plugins_registry and device-plugins folders,
+// the pod-resources socket) and the CDI spec folder the runtime reads.
+const (
+	HostKubeletRoot = "/var/lib/kubelet"
+	HostCDIDir      = "/var/run/cdi"
+)
+
+// NewClusterPaths lays out a cluster node's folders: those of NewPaths, but for the kubelet's root
+// and the CDI folder, which are the host's defaults (HostKubeletRoot, HostCDIDir).
+func NewClusterPaths(work string) Paths {
+	p := NewPaths(work)
+	p.KubeletRoot = HostKubeletRoot
+	p.CDIDir = HostCDIDir
+	return p
+}
+
+// AdminKubeconfig is the cluster administrator's kubeconfig (system:masters), kubectl's.
+func (p Paths) AdminKubeconfig() string { return p.Kubeconfig("admin") }
+
+// Kubeconfig is the kubeconfig of one client of the API server.
+func (p Paths) Kubeconfig(name string) string { return p.Kubeconfigs + "/" + name + ".conf" }
+
+// PKIFile is a file of the cluster's PKI folder.
+func (p Paths) PKIFile(name string) string { return p.PKI + "/" + name }
 
 // MaxSocketDirLen is the longest PluginsRegistryDir that leaves a plugin 45 bytes for its socket name
 // within the kernel's 108-byte unix socket path limit.
@@ -152,13 +187,18 @@ func ContainerdConfig(p Paths, sandboxImage, runc, cniBinDir string) ([]byte, er
 	return buf.Bytes(), nil
 }
 
-// KubeletConfig renders the standalone kubelet's KubeletConfiguration (E2E-NOTES.md): static pods, no
-// API server, loopback only with anonymous AlwaysAllow, cgroupfs on cgroup v1, swap tolerated,
-// eviction and image GC that never act on a test machine, private log and plugin folders, and no
-// iptables chains (makeIPTablesUtilChains, still a v1beta1 field in v1.34: its KUBE-IPTABLES-HINT and
+// KubeletConfig renders the kubelet's KubeletConfiguration. Standalone (node nil, E2E-NOTES.md):
+// static pods, no API server, loopback only with anonymous AlwaysAllow. As a cluster's node (node
+// set), joined through its kubeconfig: it serves its API on the node's address with the certificate
+// the cluster CA signed, authenticates clients by that CA (the API server's kubelet client) and asks
+// the API server (Webhook) who may do what, as kubeadm sets a kubelet up; no static pods; node status
+// every second and pod syncs every 5 s, so that a device plugin's capacity and a ConfigMap edit reach
+// the API in seconds (defaults 10 s and 1 min). Both: cgroupfs on cgroup v1, swap tolerated, eviction
+// and image GC that never act on a test machine, private log and plugin folders, and no iptables
+// chains (makeIPTablesUtilChains, still a v1beta1 field in v1.34: its KUBE-IPTABLES-HINT and
 // KUBE-FIREWALL chains would outlive the kubelet on a host with iptables).
 // A map rather than k8s.io/kubelet/config/v1beta1: those types pull k8s.io/component-base into go.mod.
-func KubeletConfig(p Paths, ports Ports) ([]byte, error) {
+func KubeletConfig(p Paths, ports Ports, node *ClusterIdentity) ([]byte, error) {
 	cfg := map[string]any{
 		"apiVersion":               "kubelet.config.k8s.io/v1beta1",
 		"kind":                     "KubeletConfiguration",
@@ -189,6 +229,20 @@ func KubeletConfig(p Paths, ports Ports) ([]byte, error) {
 		"resolvConf":                  "/etc/resolv.conf",
 		"makeIPTablesUtilChains":      false,
 	}
+	if node != nil {
+		delete(cfg, "staticPodPath")
+		delete(cfg, "fileCheckFrequency")
+		cfg["address"] = node.NodeIP.String()
+		cfg["authentication"] = map[string]any{
+			"anonymous": map[string]any{"enabled": false},
+			"webhook":   map[string]any{"enabled": true},
+			"x509":      map[string]any{"clientCAFile": p.PKIFile("ca.crt")},
+		}
+		cfg["authorization"] = map[string]any{"mode": "Webhook"}
+		cfg["tlsCertFile"] = p.PKIFile("kubelet.crt")
+		cfg["tlsPrivateKeyFile"] = p.PKIFile("kubelet.key")
+		cfg["nodeStatusUpdateFrequency"] = "1s"
+	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("render kubelet config: %w", err)
@@ -196,10 +250,33 @@ func KubeletConfig(p Paths, ports Ports) ([]byte, error) {
 	return out, nil
 }
 
-// Ports are the kubelet's loopback ports.
+// Ports are the kubelet's ports (on loopback, or a cluster node's address) and, for a cluster, the
+// control plane's (all on loopback) and the one the plugin's DaemonSet serves /metrics and /healthz
+// on in the host network namespace.
 type Ports struct {
-	Kubelet int // HTTPS API (/pods)
+	Kubelet int // HTTPS API (/pods, exec)
 	Healthz int // /healthz
+	// cluster only
+	APIServer         int
+	Etcd              int // client
+	EtcdPeer          int
+	ControllerManager int // its /healthz (HTTPS)
+	Scheduler         int // its /healthz (HTTPS)
+	Plugin            int // the DaemonSet's --metrics-addr
+}
+
+// DefaultPorts are the ports a kind or kubeadm node uses.
+var DefaultPorts = Ports{Kubelet: 10250, Healthz: 10248, APIServer: 6443, Etcd: 2379, EtcdPeer: 2380,
+	ControllerManager: 10257, Scheduler: 10259, Plugin: 9402}
+
+// all lists the ports that must be free, in the order Ports declares them; cluster adds the control
+// plane's and the plugin's.
+func (p Ports) all(cluster bool) []int {
+	out := []int{p.Kubelet, p.Healthz}
+	if cluster {
+		out = append(out, p.APIServer, p.Etcd, p.EtcdPeer, p.ControllerManager, p.Scheduler, p.Plugin)
+	}
+	return out
 }
 
 // CNIConfig renders the pod network: a bridge without an address on the host (isGateway false) and

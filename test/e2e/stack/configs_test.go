@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,7 +81,7 @@ func TestContainerdConfig(t *testing.T) {
 
 func TestKubeletConfig(t *testing.T) {
 	p := NewPaths("/w")
-	data, err := KubeletConfig(p, Ports{Kubelet: 10250, Healthz: 10248})
+	data, err := KubeletConfig(p, Ports{Kubelet: 10250, Healthz: 10248}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +120,48 @@ func TestKubeletConfig(t *testing.T) {
 	anon, _ := authn["anonymous"].(map[string]any)
 	if authz["mode"] != "AlwaysAllow" || anon["enabled"] != true {
 		t.Errorf("kubelet auth = %v / %v, want anonymous + AlwaysAllow", authn, authz)
+	}
+}
+
+// TestKubeletConfigCluster: a cluster's node serves on its own address with the CA-signed
+// certificate, trusts the CA's client certificates, asks the API server (Webhook), runs no static
+// pods, and keeps the standalone settings this machine needs.
+func TestKubeletConfigCluster(t *testing.T) {
+	p := NewClusterPaths("/w")
+	id := ClusterIdentity{NodeName: "n", NodeIP: net.ParseIP("10.0.0.9")}
+	data, err := KubeletConfig(p, DefaultPorts, &id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := yaml.Unmarshal(data, &got); err != nil {
+		t.Fatalf("kubelet config is not YAML: %v", err)
+	}
+	for key, want := range map[string]any{
+		"address":                   "10.0.0.9",
+		"healthzBindAddress":        "127.0.0.1",
+		"tlsCertFile":               "/w/pki/kubelet.crt",
+		"tlsPrivateKeyFile":         "/w/pki/kubelet.key",
+		"cgroupDriver":              "cgroupfs",
+		"failCgroupV1":              false,
+		"makeIPTablesUtilChains":    false,
+		"nodeStatusUpdateFrequency": "1s",
+		"containerRuntimeEndpoint":  "unix:///w/containerd/containerd.sock",
+	} {
+		if got[key] != want {
+			t.Errorf("kubelet config %s = %v, want %v", key, got[key], want)
+		}
+	}
+	if _, ok := got["staticPodPath"]; ok {
+		t.Error("a cluster's kubelet has a staticPodPath")
+	}
+	authn, _ := got["authentication"].(map[string]any)
+	anon, _ := authn["anonymous"].(map[string]any)
+	webhook, _ := authn["webhook"].(map[string]any)
+	x509, _ := authn["x509"].(map[string]any)
+	authz, _ := got["authorization"].(map[string]any)
+	if anon["enabled"] != false || webhook["enabled"] != true || x509["clientCAFile"] != "/w/pki/ca.crt" || authz["mode"] != "Webhook" {
+		t.Errorf("kubelet auth = %v / %v, want the CA's clients, no anonymous, Webhook", authn, authz)
 	}
 }
 
@@ -172,6 +215,17 @@ func TestPaths(t *testing.T) {
 	p := NewPaths("/w")
 	if p.PodResourcesSocket() != "/w/kubelet/pod-resources/kubelet.sock" || p.PluginsRegistryDir() != "/w/kubelet/plugins_registry" {
 		t.Errorf("kubelet sockets: %s, %s", p.PodResourcesSocket(), p.PluginsRegistryDir())
+	}
+	// a cluster node's kubelet and runtime use the host paths the DaemonSet mounts
+	c := NewClusterPaths("/w")
+	if c.PluginsRegistryDir() != "/var/lib/kubelet/plugins_registry" || c.PodResourcesSocket() != "/var/lib/kubelet/pod-resources/kubelet.sock" || c.CDIDir != "/var/run/cdi" {
+		t.Errorf("cluster paths: %s, %s, %s", c.PluginsRegistryDir(), c.PodResourcesSocket(), c.CDIDir)
+	}
+	if c.ContainerdRoot != p.ContainerdRoot || c.AdminKubeconfig() != "/w/kubeconfig/admin.conf" || c.PKIFile("ca.crt") != "/w/pki/ca.crt" {
+		t.Errorf("cluster private paths: %+v", c)
+	}
+	if st := (State{Work: "/w", Cluster: true}); st.Paths() != c {
+		t.Errorf("State.Paths of a cluster = %+v", st.Paths())
 	}
 }
 

@@ -23,6 +23,7 @@ var WatchedPaths = []string{
 	"/var/log/pods", "/etc/cni", "/opt/cni", "/var/lib/cni", "/opt/containerd", "/var/lib/containerd",
 	"/etc/containerd", "/usr/libexec/kubernetes", "/var/run/nri", "/opt/nri", "/etc/nri",
 	"/run/netdevice-plugin", "/opt/netdevice-plugin", // the hook's lock folder, the default hook path
+	"/etc/kubernetes", "/var/run/kubernetes", // a kubelet's and the control plane's defaults
 }
 
 // WatchedSysctls are the host sysctls the kubelet sets at start (its kernel tunables) and the one

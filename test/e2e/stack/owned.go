@@ -33,14 +33,25 @@ type Owned struct {
 type hostLayout struct {
 	// Roots are the watched folders whose snapshot says what existed before (WatchedPaths).
 	Roots []string
-	// Created are paths the stack's processes create at fixed names: the kubelet's device-plugin
-	// folder, its socket and checkpoint (whatever --root-dir says), /var/log/containers, libcni's
-	// result cache, the shims' socket folder (containerd hard-codes /run/containerd/s) and the hook's
-	// lock folder. One that did not exist when the stack started and appears while the stack runs is
+	// Created are paths the stack's processes create at fixed names: /var/log/containers, libcni's
+	// result cache, the shims' socket folder (containerd hard-codes /run/containerd/s) and a cluster's
+	// CDI folder. One that did not exist when the stack started and appears while the stack runs is
 	// the stack's: Preflight made sure that no other kubelet or container runtime runs and that the
 	// device-plugin folder is empty, and the stack's kubelet holds the kubelet ports meanwhile, so no
 	// other kubelet starts. A teardown removes such a folder only when it is empty.
 	Created []string
+	// Trees are folders at fixed paths written only by the stack's kubelet and the plugin it runs:
+	// the kubelet's default root (a standalone kubelet writes its device-plugins folder there
+	// whatever --root-dir says, a cluster's kubelet uses it whole), the plugin's hook folder and its
+	// run folder (hook locks, the daemon's state). The root and every entry below it that appear
+	// while the stack runs are the stack's, as Created's are (Preflight also refused a host where a
+	// kubelet left files in its root or netdevice-plugin is installed).
+	Trees []string
+	// CDIDir is the host's CDI spec folder; of what appears in it while the stack runs, the entries
+	// named with one of CDIPrefixes are the stack's: the specs of its pools (all under the
+	// networking.k8s.io prefix) and the plugin's staging folder.
+	CDIDir      string
+	CDIPrefixes []string
 	// ShimSockets holds a socket per shim named sha256(<containerd socket>/<namespace>/<shim id>):
 	// the stack's shims are the names its containerd socket and its container IDs hash to.
 	ShimSockets string
@@ -59,12 +70,12 @@ type hostLayout struct {
 var host = hostLayout{
 	Roots: WatchedPaths,
 	Created: []string{
-		"/var/lib/kubelet", "/var/lib/kubelet/device-plugins",
-		"/var/lib/kubelet/device-plugins/kubelet.sock", "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint",
 		"/var/log/containers", "/var/lib/cni", "/var/lib/cni/results",
-		"/run/containerd", "/run/containerd/s",
-		"/run/netdevice-plugin", "/run/netdevice-plugin/locks",
+		"/run/containerd", "/run/containerd/s", HostCDIDir,
 	},
+	Trees:         []string{HostKubeletRoot, "/opt/netdevice-plugin", "/run/netdevice-plugin"},
+	CDIDir:        HostCDIDir,
+	CDIPrefixes:   []string{"networking.k8s.io-", ".netdevice-plugin-staging"},
 	ShimSockets:   "/run/containerd/s",
 	CNIResults:    "/var/lib/cni/results",
 	ContainerLogs: "/var/log/containers",
@@ -111,11 +122,12 @@ func (s Snapshot) existedBefore(roots []string, path string) bool {
 // collect finds what the stack owns now. By content, always: its containerd's sandbox and container
 // IDs (from that containerd's private folders), its sandboxes' netns pins (from their bundles), the
 // veths enslaved to its bridge. running says the stack's processes run now, in this process: then the
-// paths of l.Created and kubepods cgroups that did not exist before are its own too, and so are the
-// kubelet's tunables that now hold the kubelet's values. A teardown from another process, maybe long
-// after the run was killed, passes false: what appeared since is not provably the stack's.
+// paths of l.Created, l.Trees and l.CDIDir and kubepods cgroups that did not exist before are its own
+// too, and so are the kubelet's tunables that now hold the kubelet's values. A teardown from another
+// process, maybe long after the run was killed, passes false: what appeared since is not provably
+// the stack's.
 func collect(st State, l hostLayout, running bool) Owned {
-	p := NewPaths(st.Work)
+	p := st.Paths()
 	var o Owned
 	ids := map[string]bool{}
 	for _, dir := range []string{
@@ -140,9 +152,35 @@ func collect(st State, l hostLayout, running bool) Owned {
 	if !running {
 		return o
 	}
-	for _, path := range l.Created {
-		if _, err := os.Lstat(path); err == nil && !st.Before.existedBefore(l.Roots, path) {
+	addNew := func(path string) {
+		if !st.Before.existedBefore(l.Roots, path) {
 			o.Paths = append(o.Paths, path)
+		}
+	}
+	for _, path := range l.Created {
+		if _, err := os.Lstat(path); err == nil {
+			addNew(path)
+		}
+	}
+	walk := func(root string) {
+		_ = filepath.WalkDir(root, func(path string, _ os.DirEntry, err error) error {
+			if err == nil {
+				addNew(path)
+			}
+			return nil // entries removed while walking are simply not there
+		})
+	}
+	for _, root := range l.Trees {
+		walk(root)
+	}
+	if entries, err := os.ReadDir(l.CDIDir); err == nil {
+		for _, e := range entries {
+			for _, prefix := range l.CDIPrefixes {
+				if strings.HasPrefix(e.Name(), prefix) {
+					walk(filepath.Join(l.CDIDir, e.Name()))
+					break
+				}
+			}
 		}
 	}
 	o.Cgroups = added(st.Before.Cgroups, kubepodsCgroups())
@@ -278,12 +316,14 @@ func shimSocket(dir, containerdSocket, id string, debug bool) string {
 // files it recorded. Folders recorded in o.Paths are left to removeOwnedDirs.
 func ownedHostFiles(st State, l hostLayout) []string {
 	var out []string
+	seen := map[string]bool{}
 	add := func(p string) {
-		if _, err := os.Lstat(p); err == nil && !st.Before.existedBefore(l.Roots, p) {
+		if _, err := os.Lstat(p); err == nil && !seen[p] && !st.Before.existedBefore(l.Roots, p) {
+			seen[p] = true
 			out = append(out, p)
 		}
 	}
-	sock := NewPaths(st.Work).ContainerdSocket
+	sock := st.Paths().ContainerdSocket
 	ids := map[string]bool{}
 	for _, id := range st.Owned.IDs {
 		ids[id] = true

@@ -88,10 +88,12 @@ func newFixtureHost(t *testing.T) fixtureHost {
 		root: root,
 		work: j("work"),
 		l: hostLayout{
-			Roots: []string{j("run"), j("lib"), j("log")},
-			Created: []string{j("lib/kubelet"), j("lib/kubelet/device-plugins"), j("lib/kubelet/device-plugins/kubelet.sock"),
-				j("log/containers"), j("lib/cni"), j("lib/cni/results"), j("run/containerd"), j("run/containerd/s"),
-				j("run/netdevice-plugin"), j("run/netdevice-plugin/locks")},
+			Roots: []string{j("run"), j("lib"), j("log"), j("opt")},
+			Created: []string{j("log/containers"), j("lib/cni"), j("lib/cni/results"), j("run/containerd"), j("run/containerd/s"),
+				j("run/cdi")},
+			Trees:         []string{j("lib/kubelet"), j("opt/netdevice-plugin"), j("run/netdevice-plugin")},
+			CDIDir:        j("run/cdi"),
+			CDIPrefixes:   []string{"networking.k8s.io-", ".netdevice-plugin-staging"},
 			ShimSockets:   j("run/containerd/s"),
 			CNIResults:    j("lib/cni/results"),
 			ContainerLogs: j("log/containers"),
@@ -144,8 +146,10 @@ func TestOwnedHostPaths(t *testing.T) {
 	// test's; no CNI cache, no kubelet folders
 	mustWrite(t, foreignSock, "")
 	mustWrite(t, j("run/netdevice-plugin/locks/link-eth9.lock"), "")
-	if err := os.MkdirAll(j("log"), 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{"log", "opt"} {
+		if err := os.MkdirAll(j(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	before := f.snapshot(t)
 
@@ -160,11 +164,16 @@ func TestOwnedHostPaths(t *testing.T) {
 		j("lib/cni/results/netdevice-e2e-" + ourID + "-eth0"),
 		j("lib/cni/results/cni-loopback-" + ourID + "-lo"),
 		j("lib/kubelet/device-plugins/kubelet.sock"),
+		j("lib/kubelet/pods/uid1/volumes/token"), // a cluster's kubelet uses the root whole
 		j("run/netdevice-plugin/locks/link-nd1a0.lock"),
+		j("run/netdevice-plugin/daemon-state.gob"),
+		j("opt/netdevice-plugin/bin/netdevice-hook"),
+		j("run/cdi/networking.k8s.io-netdevice.json"),
 	}
 	for _, o := range ours {
 		mustWrite(t, o, "")
 	}
+	mustWrite(t, j("run/cdi/vendor.example-gpu.json"), "") // another program's spec, written meanwhile
 	if err := os.MkdirAll(j("log/containers"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +183,11 @@ func TestOwnedHostPaths(t *testing.T) {
 	st := State{Work: f.work, Before: before, Owned: Owned{Links: []string{"nd1a0", "eth9"}}}
 	st.Owned.merge(collect(st, f.l, true))
 	wantPaths := []string{j("lib/cni"), j("lib/cni/results"), j("lib/kubelet"), j("lib/kubelet/device-plugins"),
-		j("lib/kubelet/device-plugins/kubelet.sock"), j("log/containers")}
+		j("lib/kubelet/device-plugins/kubelet.sock"), j("lib/kubelet/pods"), j("lib/kubelet/pods/uid1"),
+		j("lib/kubelet/pods/uid1/volumes"), j("lib/kubelet/pods/uid1/volumes/token"), j("log/containers"),
+		j("opt/netdevice-plugin"), j("opt/netdevice-plugin/bin"), j("opt/netdevice-plugin/bin/netdevice-hook"),
+		j("run/cdi"), j("run/cdi/networking.k8s.io-netdevice.json"),
+		j("run/netdevice-plugin/daemon-state.gob"), j("run/netdevice-plugin/locks/link-nd1a0.lock")}
 	slices.Sort(wantPaths)
 	if !reflect.DeepEqual(st.Owned.Paths, wantPaths) {
 		t.Errorf("recorded paths\n  %v\nwant (created during the run, at the names the stack's processes use)\n  %v", st.Owned.Paths, wantPaths)
@@ -190,6 +203,8 @@ func TestOwnedHostPaths(t *testing.T) {
 		j("lib/cni/results/cbr0-" + otherID + "-eth1"),
 		j("run/netdevice-plugin/locks/link-eth7.lock"),
 		j("run/netdevice-plugin/other"),
+		j("lib/kubelet/pods/uid2/x"),
+		j("run/cdi/networking.k8s.io-other.json"),
 	}
 	for _, o := range later {
 		mustWrite(t, o, "")
@@ -213,6 +228,8 @@ func TestOwnedHostPaths(t *testing.T) {
 	// left: all that was there before or is someone else's, and the folders holding it
 	wantLeft := []string{
 		"lib", "lib/cni", "lib/cni/results", "lib/cni/results/cbr0-" + otherID + "-eth1",
+		"lib/kubelet", "lib/kubelet/pods", "lib/kubelet/pods/uid2", "lib/kubelet/pods/uid2/x",
+		"opt", "run/cdi", "run/cdi/networking.k8s.io-other.json", "run/cdi/vendor.example-gpu.json",
 		"log", "log/containers", "log/containers/other_default_x-" + otherID + ".log",
 		"run", "run/containerd", "run/containerd/s",
 		strings.TrimPrefix(foreignSock, f.root+"/"),
@@ -228,7 +245,8 @@ func TestOwnedHostPaths(t *testing.T) {
 	// once the others' entries are gone, the stack's empty folders go too; the ones that existed
 	// before stay, empty or not
 	for _, o := range []string{later[0], foreignSock, j("lib/cni/results/cbr0-" + otherID + "-eth1"),
-		j("log/containers/other_default_x-" + otherID + ".log")} {
+		j("log/containers/other_default_x-" + otherID + ".log"), j("lib/kubelet/pods/uid2/x"), j("lib/kubelet/pods/uid2"),
+		j("run/cdi/networking.k8s.io-other.json"), j("run/cdi/vendor.example-gpu.json")} {
 		if err := os.Remove(o); err != nil {
 			t.Fatal(err)
 		}
@@ -236,7 +254,7 @@ func TestOwnedHostPaths(t *testing.T) {
 	if err := removeOwnedHostPaths(st, f.l); err != nil {
 		t.Fatalf("removeOwnedHostPaths: %v", err)
 	}
-	wantLeft = []string{"lib", "log", "run", "run/containerd", "run/containerd/s", "run/netdevice-plugin", "run/netdevice-plugin/locks",
+	wantLeft = []string{"lib", "log", "opt", "run", "run/containerd", "run/containerd/s", "run/netdevice-plugin", "run/netdevice-plugin/locks",
 		"run/netdevice-plugin/locks/link-eth7.lock", "run/netdevice-plugin/locks/link-eth9.lock", "run/netdevice-plugin/other"}
 	if left := f.tree(t); !reflect.DeepEqual(left, wantLeft) {
 		t.Errorf("left\n  %s\nwant\n  %s", strings.Join(left, "\n  "), strings.Join(wantLeft, "\n  "))

@@ -21,25 +21,41 @@ type hostChecks struct {
 	ProcessNames    []string // /proc/<pid>/comm of a kubelet
 	DevicePluginDir string   // the kubelet's hard-coded device-plugin folder
 	CgroupGlobs     []string // kubepods cgroups of a kubelet
-	Bridge          string   // the stack's CNI bridge name
+	Links           []string // the stack's links: its CNI bridge, a cluster's node link
+	// cluster only
+	NodeIP      string   // the node's address, which no link may hold yet
+	KubeletRoot string   // the host's kubelet root, which the node's kubelet uses: no file in it
+	PluginFiles []string // globs of the files an installed netdevice-plugin keeps on the host
 }
 
-func defaultChecks(ports Ports, bridge string) hostChecks {
-	return hostChecks{
+func defaultChecks(o Options) hostChecks {
+	o.defaults()
+	c := hostChecks{
 		RuntimeSockets:  []string{"/run/containerd/containerd.sock", "/run/crio/crio.sock"},
-		Ports:           []int{ports.Kubelet, ports.Healthz},
+		Ports:           o.Ports.all(o.Cluster),
 		ProcessNames:    []string{"kubelet"},
 		DevicePluginDir: "/var/lib/kubelet/device-plugins",
 		CgroupGlobs:     kubepodsGlobs,
-		Bridge:          bridge,
+		Links:           []string{o.Bridge},
 	}
+	if o.Cluster {
+		c.ProcessNames = append(c.ProcessNames, "kube-apiserver", "etcd")
+		c.Links = append(c.Links, o.NodeLink)
+		c.NodeIP = o.NodeIP
+		c.KubeletRoot = HostKubeletRoot
+		c.PluginFiles = []string{"/opt/netdevice-plugin/bin/*", "/run/netdevice-plugin/*", HostCDIDir + "/networking.k8s.io-*"}
+	}
+	return c
 }
 
 // Preflight refuses a host where the stack would share state with another kubelet or container
 // runtime: its kubelet would delete the other's device-plugin sockets and overwrite its checkpoint
 // (the folder is hard-coded), adopt or kill pods in its kubepods cgroups, and its shims share
-// /run/containerd/s. It changes nothing; the error names every reason found.
-func Preflight(ports Ports, bridge string) error { return preflight(defaultChecks(ports, bridge)) }
+// /run/containerd/s. A cluster also needs the control plane's ports free, a kubelet root without
+// another kubelet's files (its kubelet uses the host's), and no netdevice-plugin installed on the
+// host (the DaemonSet it installs would overwrite the hook, the CDI specs and the daemon's state).
+// It changes nothing; the error names every reason found.
+func Preflight(o Options) error { return preflight(defaultChecks(o)) }
 
 func preflight(c hostChecks) error {
 	var why []string
@@ -79,9 +95,26 @@ func preflight(c hostChecks) error {
 			why = append(why, fmt.Sprintf("cgroup %s exists: another kubelet's pods, which this stack's kubelet would adopt or kill", cg))
 		}
 	}
-	if c.Bridge != "" {
-		if _, err := netlink.LinkByName(c.Bridge); err == nil {
-			why = append(why, fmt.Sprintf("link %s exists: another end-to-end run is active, or one left it behind", c.Bridge))
+	for _, l := range c.Links {
+		if _, err := netlink.LinkByName(l); l != "" && err == nil {
+			why = append(why, fmt.Sprintf("link %s exists: another end-to-end run is active, or one left it behind", l))
+		}
+	}
+	if c.NodeIP != "" {
+		if holder := linkWithAddress(net.ParseIP(c.NodeIP)); holder != "" {
+			why = append(why, fmt.Sprintf("link %s holds %s, the node address the stack would use", holder, c.NodeIP))
+		}
+	}
+	if c.KubeletRoot != "" {
+		if files := filesBelow(c.KubeletRoot, 3); len(files) > 0 {
+			why = append(why, fmt.Sprintf("%s holds %s: another kubelet's state, which this stack's kubelet (whose root it is) would adopt or overwrite",
+				c.KubeletRoot, strings.Join(files, ", ")))
+		}
+	}
+	for _, pattern := range c.PluginFiles {
+		m, _ := filepath.Glob(pattern)
+		for _, f := range m {
+			why = append(why, fmt.Sprintf("%s exists: netdevice-plugin is installed on this host, and the DaemonSet the test installs would overwrite it", f))
 		}
 	}
 	if len(why) == 0 {
@@ -89,6 +122,41 @@ func preflight(c hostChecks) error {
 	}
 	return errors.New("refusing to start the end-to-end stack, nothing was changed: " + strings.Join(why, "; ") +
 		" (stop the other kubelet / container runtime, or tear down a killed run with test/e2e/run.sh teardown)")
+}
+
+// linkWithAddress returns the name of a host link that holds ip, "" when none does.
+func linkWithAddress(ip net.IP) string {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if a.IP.Equal(ip) {
+			if l, err := netlink.LinkByIndex(a.LinkIndex); err == nil {
+				return l.Attrs().Name
+			}
+			return fmt.Sprintf("#%d", a.LinkIndex)
+		}
+	}
+	return ""
+}
+
+// filesBelow returns up to max paths of non-directories below dir ("" when dir is missing).
+func filesBelow(dir string, max int) []string {
+	var out []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return filepath.SkipDir
+		}
+		if len(out) >= max {
+			return filepath.SkipAll
+		}
+		if !d.IsDir() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
 }
 
 // listeningTCPPorts returns the local ports in LISTEN state in this network namespace, IPv4 and IPv6.

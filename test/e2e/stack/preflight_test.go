@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,6 +62,14 @@ func TestPreflight(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "cg", "pids", "kubepods"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// a kubelet root with empty folders only (tolerated) and one with another kubelet's state
+	rootEmpty, rootUsed := filepath.Join(dir, "kl-empty"), filepath.Join(dir, "kl-used")
+	if err := os.MkdirAll(filepath.Join(rootEmpty, "device-plugins"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(rootUsed, "pods", "uid", "etc-hosts"), "")
+	// an installed netdevice-plugin's hook
+	mustWrite(t, filepath.Join(dir, "opt", "bin", "netdevice-hook"), "")
 
 	clean := hostChecks{
 		RuntimeSockets:  []string{stale, filepath.Join(dir, "missing.sock")},
@@ -68,7 +77,10 @@ func TestPreflight(t *testing.T) {
 		ProcessNames:    []string{randomName(t, "ndtnone")},
 		DevicePluginDir: emptyDP,
 		CgroupGlobs:     []string{filepath.Join(dir, "cg", "*", "none*")},
-		Bridge:          randomName(t, "ndtbr"),
+		Links:           []string{randomName(t, "ndtbr"), randomName(t, "ndtnode")},
+		NodeIP:          "10.237.255.254",
+		KubeletRoot:     rootEmpty,
+		PluginFiles:     []string{filepath.Join(dir, "none", "*")},
 	}
 	if err := preflight(clean); err != nil {
 		t.Fatalf("preflight of a clean host: %v", err)
@@ -83,7 +95,10 @@ func TestPreflight(t *testing.T) {
 		{"kubelet process", func(c *hostChecks) { c.ProcessNames = []string{name} }, "process " + strconv.Itoa(cmd.Process.Pid) + " (" + name + ") runs"},
 		{"device plugin folder used", func(c *hostChecks) { c.DevicePluginDir = usedDP }, usedDP + " holds kubelet_internal_checkpoint"},
 		{"kubepods cgroup", func(c *hostChecks) { c.CgroupGlobs = []string{filepath.Join(dir, "cg", "*", "kubepods*")} }, "cgroup " + filepath.Join(dir, "cg", "pids", "kubepods") + " exists"},
-		{"bridge exists", func(c *hostChecks) { c.Bridge = "lo" }, "link lo exists"},
+		{"bridge exists", func(c *hostChecks) { c.Links = []string{"lo"} }, "link lo exists"},
+		{"node address taken", func(c *hostChecks) { c.NodeIP = "127.0.0.1" }, "link lo holds 127.0.0.1"},
+		{"kubelet root used", func(c *hostChecks) { c.KubeletRoot = rootUsed }, rootUsed + " holds " + filepath.Join(rootUsed, "pods", "uid", "etc-hosts")},
+		{"plugin installed", func(c *hostChecks) { c.PluginFiles = []string{filepath.Join(dir, "opt", "bin", "*")} }, filepath.Join(dir, "opt", "bin", "netdevice-hook") + " exists"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +109,23 @@ func TestPreflight(t *testing.T) {
 				t.Errorf("preflight = %v, want a refusal saying %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestDefaultChecks: a cluster also checks the control plane's and the plugin's ports, its node link
+// and address, the host's kubelet root and an installed plugin; a standalone stack does not.
+func TestDefaultChecks(t *testing.T) {
+	alone := defaultChecks(Options{})
+	if !slices.Equal(alone.Ports, []int{10250, 10248}) || !slices.Equal(alone.Links, []string{"ndpe2e0"}) || alone.KubeletRoot != "" || alone.NodeIP != "" || alone.PluginFiles != nil {
+		t.Errorf("standalone checks = %+v", alone)
+	}
+	c := defaultChecks(Options{Cluster: true})
+	if !slices.Equal(c.Ports, []int{10250, 10248, 6443, 2379, 2380, 10257, 10259, 9402}) {
+		t.Errorf("cluster ports = %v", c.Ports)
+	}
+	if !slices.Equal(c.Links, []string{"ndpe2e0", "ndpe2enode"}) || c.NodeIP != "10.237.60.1" || c.KubeletRoot != "/var/lib/kubelet" ||
+		!slices.Contains(c.ProcessNames, "kube-apiserver") || !slices.Contains(c.PluginFiles, "/opt/netdevice-plugin/bin/*") {
+		t.Errorf("cluster checks = %+v", c)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,10 +32,17 @@ type Options struct {
 	NodeName string // default "netdevice-e2e"
 	Bridge   string // CNI bridge name, default "ndpe2e0"
 	Subnet   string // pod network, default "10.237.61.0/24"
-	Ports    Ports  // default 10250 / 10248
+	Ports    Ports  // default DefaultPorts
 	// KubeletVerbosity is the kubelet's -v (default 2).
 	KubeletVerbosity int
 	Logf             func(format string, args ...any) // progress lines; default: discard
+
+	// Cluster brings up a control plane (etcd, kube-apiserver, kube-controller-manager,
+	// kube-scheduler, all on loopback) and joins the kubelet to it as node NodeName, on the host's
+	// default kubelet root and CDI folder (NewClusterPaths); pods come from the API, not manifests.
+	Cluster  bool
+	NodeLink string // cluster: the link holding the node's address, default "ndpe2enode"
+	NodeIP   string // cluster: the node's address (InternalIP), default 10.237.60.1
 }
 
 // WithDefaults returns the options with every zero field set to its default.
@@ -54,7 +62,13 @@ func (o *Options) defaults() {
 		o.Subnet = "10.237.61.0/24"
 	}
 	if o.Ports.Kubelet == 0 {
-		o.Ports = Ports{Kubelet: 10250, Healthz: 10248}
+		o.Ports = DefaultPorts
+	}
+	if o.NodeLink == "" {
+		o.NodeLink = defaultNodeLink
+	}
+	if o.NodeIP == "" {
+		o.NodeIP = defaultNodeIP
 	}
 	if o.KubeletVerbosity == 0 {
 		o.KubeletVerbosity = 2
@@ -66,12 +80,21 @@ func (o *Options) defaults() {
 
 // State is everything a teardown needs, saved as JSON in the work folder after every change.
 type State struct {
-	Work   string
-	Before Snapshot // the host when the stack started: what existed then is never the stack's
-	Owned  Owned    // what the stack created outside the work folder, recorded as it goes
-	Shim   string   // containerd shim binary: shims outlive containerd and are found by it
-	Crictl string   // crictl, to remove the pods while containerd still runs
-	Procs  []Proc   // in start order
+	Work    string
+	Cluster bool     // the paths are NewClusterPaths's
+	Before  Snapshot // the host when the stack started: what existed then is never the stack's
+	Owned   Owned    // what the stack created outside the work folder, recorded as it goes
+	Shim    string   // containerd shim binary: shims outlive containerd and are found by it
+	Crictl  string   // crictl, to remove the pods while containerd still runs
+	Procs   []Proc   // in start order
+}
+
+// Paths returns the stack's paths.
+func (st State) Paths() Paths {
+	if st.Cluster {
+		return NewClusterPaths(st.Work)
+	}
+	return NewPaths(st.Work)
 }
 
 // StateFile is the state's file name inside the work folder.
@@ -82,12 +105,13 @@ type Stack struct {
 	Opts  Options
 	Paths Paths
 
-	mu    sync.Mutex
-	state State
-	procs map[string]*running
-	down  bool
-	stop  chan struct{} // closed at teardown: ends the recorder
-	done  chan struct{} // closed when the recorder has ended
+	mu         sync.Mutex
+	state      State
+	procs      map[string]*running
+	startTimes []StartTime
+	down       bool
+	stop       chan struct{} // closed at teardown: ends the recorder
+	done       chan struct{} // closed when the recorder has ended
 }
 
 // recordEvery is how often a running stack records what its processes created on the host.
@@ -103,6 +127,15 @@ func New(opts Options) (*Stack, error) {
 		return nil, err
 	}
 	p := NewPaths(opts.Work)
+	if opts.Cluster {
+		if err := opts.Bins.CheckCluster(); err != nil {
+			return nil, err
+		}
+		if net.ParseIP(opts.NodeIP).To4() == nil {
+			return nil, fmt.Errorf("node address %q: want an IPv4 address", opts.NodeIP)
+		}
+		p = NewClusterPaths(opts.Work)
+	}
 	if d := p.PluginsRegistryDir(); len(d) > MaxSocketDirLen {
 		return nil, fmt.Errorf("stack work folder %q is too long: plugin sockets in %s would pass the 108-byte unix socket limit (keep it under %d bytes)",
 			opts.Work, d, MaxSocketDirLen-len(d)+len(opts.Work))
@@ -111,12 +144,13 @@ func New(opts Options) (*Stack, error) {
 }
 
 // Start checks the host (Preflight), snapshots it, then brings up containerd (with the local images
-// imported) and the kubelet. Whatever it returns, Teardown undoes what it did.
+// imported) and the kubelet; for a cluster first the node's link and the control plane, and at the
+// end it waits for the node to be Ready. Whatever it returns, Teardown undoes what it did.
 func (s *Stack) Start(ctx context.Context) error { return s.start(ctx) }
 
 func (s *Stack) start(ctx context.Context) error {
 	p := s.Paths
-	if err := Preflight(s.Opts.Ports, s.Opts.Bridge); err != nil {
+	if err := Preflight(s.Opts); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(p.Work, 0o755); err != nil {
@@ -128,11 +162,12 @@ func (s *Stack) start(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.state = State{
-		Work:   p.Work,
-		Before: before,
-		Owned:  Owned{Bridge: s.Opts.Bridge}, // Preflight saw no link of that name
-		Shim:   s.Opts.Bins.Shim(),
-		Crictl: s.Opts.Bins.Crictl,
+		Work:    p.Work,
+		Cluster: s.Opts.Cluster,
+		Before:  before,
+		Owned:   Owned{Bridge: s.Opts.Bridge}, // Preflight saw no link of that name
+		Shim:    s.Opts.Bins.Shim(),
+		Crictl:  s.Opts.Bins.Crictl,
 	}
 	err = s.saveLocked()
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
@@ -141,9 +176,19 @@ func (s *Stack) start(ctx context.Context) error {
 		return err
 	}
 	go s.recordLoop()
-	// containerd's CDI cache watches its folder: it must exist before containerd starts.
-	for _, d := range []string{p.Logs, p.ContainerdRoot, p.ContainerdState, p.ContainerdOpt, p.RuncRoot, p.CDIDir,
-		p.CNIConfDir, p.CNIDataDir, p.KubeletRoot, p.KubeletCertDir, p.KubeletPodLogs, p.KubeletVolPlugins, p.Manifests, p.Images} {
+	// containerd's CDI cache watches its folder: it must exist before containerd starts (for a
+	// cluster, the host's: the recorder sees it appear and so owns it).
+	dirs := []string{p.Logs, p.ContainerdRoot, p.ContainerdState, p.ContainerdOpt, p.RuncRoot, p.CDIDir,
+		p.CNIConfDir, p.CNIDataDir, p.KubeletRoot, p.KubeletCertDir, p.KubeletPodLogs, p.KubeletVolPlugins, p.Images}
+	var node *ClusterIdentity
+	if s.Opts.Cluster {
+		id := s.identity()
+		node = &id
+		dirs = append(dirs, p.EtcdData, filepath.Join(p.Home, "tmp"))
+	} else {
+		dirs = append(dirs, p.Manifests)
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
@@ -153,7 +198,7 @@ func (s *Stack) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kubeletConf, err := KubeletConfig(p, s.Opts.Ports)
+	kubeletConf, err := KubeletConfig(p, s.Opts.Ports, node)
 	if err != nil {
 		return err
 	}
@@ -179,24 +224,48 @@ func (s *Stack) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.Opts.Cluster {
+		if err := WritePKI(p, *node, s.APIServerURL()); err != nil {
+			return err
+		}
+		if err := s.addNodeLink(); err != nil {
+			return err
+		}
+		if err := s.startControlPlane(ctx); err != nil {
+			return err
+		}
+	}
 	t0 := time.Now()
 	if err := s.startContainerd(ctx); err != nil {
 		return err
 	}
 	for _, img := range images {
-		out, err := exec.CommandContext(ctx, s.Opts.Bins.Ctr(), "-a", p.ContainerdSocket, "-n", "k8s.io",
-			"images", "import", "--platform", "linux/amd64", img).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("import image %s: %w: %s", img, err, out)
+		if err := s.ImportImage(ctx, img); err != nil {
+			return err
 		}
 	}
-	s.Opts.Logf("containerd up, images imported in %v", time.Since(t0).Round(time.Millisecond))
+	s.timed("containerd_ms", t0)
 	t0 = time.Now()
 	if err := s.StartKubelet(ctx); err != nil {
 		return err
 	}
-	s.Opts.Logf("kubelet healthy in %v", time.Since(t0).Round(time.Millisecond))
+	s.timed("kubelet_ms", t0)
+	if s.Opts.Cluster {
+		if err := s.waitNodeReady(ctx); err != nil {
+			return err
+		}
+	}
 	return s.record()
+}
+
+// ImportImage imports an OCI layout tar into the stack's containerd, where the kubelet finds it.
+func (s *Stack) ImportImage(ctx context.Context, file string) error {
+	out, err := exec.CommandContext(ctx, s.Opts.Bins.Ctr(), "-a", s.Paths.ContainerdSocket, "-n", criNamespace,
+		"images", "import", "--platform", "linux/amd64", file).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("import image %s: %w: %s", file, err, out)
+	}
+	return nil
 }
 
 // recordLoop records what the stack's processes create on the host until the teardown begins.
@@ -250,6 +319,9 @@ func (s *Stack) StartKubelet(ctx context.Context) error {
 		"--cert-dir=" + s.Paths.KubeletCertDir,
 		"--hostname-override=" + s.Opts.NodeName,
 		fmt.Sprintf("--v=%d", s.Opts.KubeletVerbosity),
+	}
+	if s.Opts.Cluster {
+		args = append(args, "--kubeconfig="+s.Paths.Kubeconfig("kubelet"), "--node-ip="+s.Opts.NodeIP)
 	}
 	r, err := s.startTracked("kubelet", s.Opts.Bins.Kubelet, args, nil)
 	if err != nil {
@@ -354,6 +426,14 @@ func (s *Stack) waitFor(ctx context.Context, r *running, timeout time.Duration, 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// ExistedBefore reports whether a host path below one of WatchedPaths was there when the stack
+// started (a path below none of them counts as existing: the snapshot cannot tell).
+func (s *Stack) ExistedBefore(path string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state.Before.existedBefore(host.Roots, path)
 }
 
 // TrackLink records a host link the test is about to create, so that the teardown deletes it whatever
@@ -466,7 +546,7 @@ func (s *Stack) Teardown(keepLogs bool) error {
 	s.mu.Lock()
 	st := s.state
 	s.mu.Unlock()
-	return TeardownState(st, s.Paths, keepLogs, s.Opts.Logf)
+	return TeardownState(st, s.Paths, keepLogs, true, s.Opts.Logf)
 }
 
 func (s *Stack) saveLocked() error { return saveState(s.state) }

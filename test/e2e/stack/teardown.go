@@ -23,8 +23,10 @@ import (
 // and what was installed since is not the stack's. Every step runs even when an earlier one failed;
 // the error lists every failure and every difference left. The state file stays when something the
 // stack owns could not be removed, so that a later teardown tries again; otherwise the work folder
-// goes (but for its logs when keepLogs). It is idempotent: a second run finds nothing.
-func TeardownState(st State, p Paths, keepLogs bool, logf func(string, ...any)) error {
+// goes (but for its logs when keepLogs). It is idempotent: a second run finds nothing. live says the
+// stack's processes ran in this process until now (Stack.Teardown): then what they created on the
+// host since the recorder's last look is recorded too, once they are stopped.
+func TeardownState(st State, p Paths, keepLogs, live bool, logf func(string, ...any)) error {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -74,6 +76,11 @@ func TeardownState(st State, p Paths, keepLogs bool, logf func(string, ...any)) 
 			fail(stopProc(sh, 5*time.Second))
 		}
 	}
+	// Everything is stopped: what the kubelet, the pods' hooks and the plugin created in the
+	// stack's host folders since the last record is the stack's as well.
+	if live && st.Owned.merge(collect(st, host, true)) {
+		fail(saveState(st))
+	}
 
 	fail(unmountOwned(st))
 	for _, n := range st.Owned.Netns {
@@ -103,7 +110,9 @@ func TeardownState(st State, p Paths, keepLogs bool, logf func(string, ...any)) 
 	return errors.Join(errs...)
 }
 
-// removeAllPods stops and removes every pod sandbox through the runtime.
+// removeAllPods stops and removes every pod sandbox through the runtime. A stop the kubelet began
+// just before it was stopped can still be running in containerd and race this one (the CNI DEL of
+// both deletes the pod's eth0: "no such device" for the loser), so a failure is retried.
 func removeAllPods(p Paths, st State) error {
 	crictl := st.Crictl
 	if crictl == "" {
@@ -111,11 +120,18 @@ func removeAllPods(p Paths, st State) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, crictl, "--config", p.CrictlConfig, "rmp", "--all", "--force").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("remove pods (crictl rmp --all --force): %w: %s", err, out)
+	var err error
+	var out []byte
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Second)
+		}
+		out, err = exec.CommandContext(ctx, crictl, "--config", p.CrictlConfig, "rmp", "--all", "--force").CombinedOutput()
+		if err == nil {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("remove pods (crictl rmp --all --force, 3 tries): %w: %s", err, out)
 }
 
 // removeCgroups removes cgroup folders, deepest first; a cgroup whose last process is still exiting
@@ -147,25 +163,26 @@ func removeCgroups(roots []string) error {
 }
 
 // unmountOwned unmounts what the stack mounted, deepest first: every mount below its work folder that
-// was not there before, and its sandboxes' netns pins wherever they are.
+// was not there before, its sandboxes' netns pins wherever they are, and mounts on the host paths it
+// owns (a cluster kubelet's volumes below /var/lib/kubelet).
 func unmountOwned(st State) error {
 	now, err := MountPoints()
 	if err != nil {
 		return err
 	}
-	pins := map[string]bool{}
-	for _, n := range st.Owned.Netns {
-		pins[n] = true
+	ours := map[string]bool{}
+	for _, n := range append(append([]string{}, st.Owned.Netns...), st.Owned.Paths...) {
+		ours[n] = true
 	}
-	var ours []string
+	var mounted []string
 	for _, m := range added(st.Before.Mounts, now) {
-		if below(m, st.Work) || pins[m] {
-			ours = append(ours, m)
+		if below(m, st.Work) || ours[m] {
+			mounted = append(mounted, m)
 		}
 	}
-	sort.SliceStable(ours, func(i, j int) bool { return len(ours[i]) > len(ours[j]) })
+	sort.SliceStable(mounted, func(i, j int) bool { return len(mounted[i]) > len(mounted[j]) })
 	var errs []error
-	for _, m := range ours {
+	for _, m := range mounted {
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
 		}
