@@ -130,7 +130,9 @@ func TestRunDaemon(t *testing.T) {
 	go func() {
 		exit <- runDaemon([]string{"--config", cfg, "--sysfs-root", tree.Root, "--device-plugin-dir", dp,
 			"--plugins-registry-dir", filepath.Join(dir, "no-registry"), "--cdi-dir", cdiDir, "--hook-path", "/opt/nd/netdevice-hook",
-			"--metrics-addr", "127.0.0.1:9402", "--state-file", filepath.Join(dir, "state.gob")})
+			"--metrics-addr", "127.0.0.1:9402", "--state-file", filepath.Join(dir, "state.gob"),
+			"--devinfo-dir", filepath.Join(dir, "devinfo"), "--ipam-lease-dir", filepath.Join(dir, "leases"),
+			"--pod-resources-socket", filepath.Join(dir, "no-kubelet.sock"), "--dev-root", filepath.Join(dir, "dev")})
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -158,11 +160,28 @@ func TestRunDaemon(t *testing.T) {
 		`netdevice_plugin_allocated_devices_total{resource="intel.com/sriov_vf"} 1`,
 		`netdevice_plugin_config_loads_total{result="applied"} 1`,
 	}
-	body := httpGet(t, "http://127.0.0.1:9402/metrics", http.StatusOK)
+	// The registration gauge follows the kubelet's answer, which may come just after the
+	// stand-in has seen the plugin: poll until every line is there.
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		body = httpGet(t, "http://127.0.0.1:9402/metrics", http.StatusOK)
+		missing := 0
+		for _, line := range wantMetrics {
+			if !strings.Contains(body, line+"\n") {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, line := range wantMetrics {
 		if !strings.Contains(body, line+"\n") {
 			t.Errorf("/metrics lacks %q", line)
 		}
+	}
+	if info, err := os.ReadFile(filepath.Join(dir, "devinfo", "intel.com-sriov_vf-0000:3b:01.0-device.json")); err != nil || !strings.Contains(string(info), `"pci-address":"0000:3b:01.0"`) {
+		t.Errorf("device-information file: %s, %v", info, err)
 	}
 	httpGet(t, "http://127.0.0.1:9402/healthz", http.StatusOK)
 

@@ -115,11 +115,16 @@ func (k *kube) install(t *testing.T, p plugin) {
 	// Ready through its own probes: the kubelet sets Ready only once the readiness probe passed,
 	// and the probe is the manifest's GET /healthz on the metrics port
 	c := pod.Spec.Containers[0]
-	if rp := c.ReadinessProbe; rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/healthz" || rp.HTTPGet.Port.IntValue() != metricsPort {
-		t.Errorf("plugin container's readiness probe %+v: want GET /healthz on %d", rp, metricsPort)
+	if rp := c.ReadinessProbe; rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/healthz" || rp.HTTPGet.Port.IntValue() != metricsPort || rp.HTTPGet.Host != "127.0.0.1" {
+		t.Errorf("plugin container's readiness probe %+v: want GET /healthz on 127.0.0.1:%d", rp, metricsPort)
 	}
-	if out, err := k.kubectl(ctx, "get", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:%d/proxy/healthz", pluginNS, pod.Name, metricsPort)); err != nil || !strings.HasPrefix(out, "ok") {
-		t.Errorf("the plugin's /healthz through the API server = %q, %v", out, err)
+	if out, err := nodeLocal(ctx, "/healthz"); err != nil || !strings.HasPrefix(out, "ok") {
+		t.Errorf("the plugin's /healthz on the node = %q, %v", out, err)
+	}
+	// Unauthenticated, so bound to the node itself: the node's address (the API server's pod proxy
+	// goes there) does not answer.
+	if out, err := k.kubectl(ctx, "get", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:%d/proxy/healthz", pluginNS, pod.Name, metricsPort)); err == nil {
+		t.Errorf("/healthz answers on the node's address through the API server (%q): want it on 127.0.0.1 only", out)
 	}
 	for _, cs := range pod.Status.ContainerStatuses {
 		if cs.RestartCount != 0 {

@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -267,12 +269,36 @@ func (k *kube) pluginPod(t *testing.T) corev1.Pod {
 	return p
 }
 
-// metrics scrapes the plugin pod's /metrics through the API server's pod proxy, as a person with
-// kubectl can, and returns each sample ("name{labels}" -> value).
-func (k *kube) metrics(ctx context.Context, pod string) (map[string]float64, error) {
-	out, err := k.kubectl(ctx, "get", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", pluginNS, pod, metricsPort))
+// nodeLocal GETs a path of the plugin's metrics address on the node, where the DaemonSet binds it
+// (127.0.0.1: it is not authenticated), as a person on the node can.
+func nodeLocal(ctx context.Context, path string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", metricsPort, path), nil)
 	if err != nil {
-		return nil, err
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return string(body), nil
+}
+
+// metrics scrapes the plugin's /metrics on the node and returns each sample ("name{labels}" ->
+// value). pod names the daemon's pod, for the errors.
+func (k *kube) metrics(ctx context.Context, pod string) (map[string]float64, error) {
+	out, err := nodeLocal(ctx, "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("metrics of %s: %w", pod, err)
 	}
 	m := map[string]float64{}
 	sc := bufio.NewScanner(strings.NewReader(out))

@@ -23,6 +23,7 @@ var WatchedPaths = []string{
 	"/var/log/pods", "/etc/cni", "/opt/cni", "/var/lib/cni", "/opt/containerd", "/var/lib/containerd",
 	"/etc/containerd", "/usr/libexec/kubernetes", "/var/run/nri", "/opt/nri", "/etc/nri",
 	"/run/netdevice-plugin", "/opt/netdevice-plugin", // the hook's lock folder, the default hook path
+	"/var/run/k8s.cni.cncf.io", "/var/lib/netdevice-plugin", // device-information files, IPAM leases
 	"/etc/kubernetes", "/var/run/kubernetes", // a kubelet's and the control plane's defaults
 }
 

@@ -72,8 +72,10 @@ var host = hostLayout{
 	Created: []string{
 		"/var/log/containers", "/var/lib/cni", "/var/lib/cni/results",
 		"/run/containerd", "/run/containerd/s", HostCDIDir,
+		"/opt/cni", "/opt/cni/bin", // the DaemonSet's hostPath for the IPAM plugins (DirectoryOrCreate)
 	},
-	Trees:         []string{HostKubeletRoot, "/opt/netdevice-plugin", "/run/netdevice-plugin"},
+	Trees: []string{HostKubeletRoot, "/opt/netdevice-plugin", "/run/netdevice-plugin",
+		"/var/run/k8s.cni.cncf.io", "/var/lib/netdevice-plugin"},
 	CDIDir:        HostCDIDir,
 	CDIPrefixes:   []string{"networking.k8s.io-", ".netdevice-plugin-staging"},
 	ShimSockets:   "/run/containerd/s",

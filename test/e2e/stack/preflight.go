@@ -43,7 +43,8 @@ func defaultChecks(o Options) hostChecks {
 		c.Links = append(c.Links, o.NodeLink)
 		c.NodeIP = o.NodeIP
 		c.KubeletRoot = HostKubeletRoot
-		c.PluginFiles = []string{"/opt/netdevice-plugin/bin/*", "/run/netdevice-plugin/*", HostCDIDir + "/networking.k8s.io-*"}
+		c.PluginFiles = []string{"/opt/netdevice-plugin/bin/*", "/run/netdevice-plugin/*", HostCDIDir + "/networking.k8s.io-*",
+			"/var/lib/netdevice-plugin/ipam/*"}
 	}
 	return c
 }
