@@ -393,17 +393,17 @@ func (k *kube) scenarioConfigMap(t *testing.T, tok string) {
 		t.Error(err)
 	}
 
-	// an invalid edit, with kubectl edit: the "editor" renames the pool to a name no CDI class may
-	// have (it must start with a letter)
+	// an invalid edit, with kubectl edit: the "editor" renames the pool to a name the kubelet
+	// refuses as an extended resource (a qualified name must end with a letter or digit)
 	editor := filepath.Join(k.st.Paths.Home, "editor")
-	if err := os.WriteFile(editor, []byte("#!/bin/sh\nsed -i 's/resourceName: "+extraPool+"/resourceName: 9invalid/' \"$1\"\n"), 0o755); err != nil {
+	if err := os.WriteFile(editor, []byte("#!/bin/sh\nsed -i 's/resourceName: "+extraPool+"/resourceName: invalid_/' \"$1\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	k.shIn(t, k.st.Paths.Home, "cat editor")
 	t0 = time.Now()
 	k.shIn(t, k.st.Paths.Home, "KUBE_EDITOR=./editor kubectl -n "+pluginNS+" edit configmap "+pluginCM)
 	cm, err := k.kubectl(ctx, "-n", pluginNS, "get", "configmap", pluginCM, "-o", "jsonpath={.data.config\\.yaml}")
-	if err != nil || !strings.Contains(cm, "resourceName: 9invalid") {
+	if err != nil || !strings.Contains(cm, "resourceName: invalid_") {
 		t.Fatalf("the edit did not land: %q, %v", cm, err)
 	}
 	const rejectedKey = `netdevice_plugin_config_loads_total{result="rejected"}`
@@ -431,7 +431,7 @@ func (k *kube) scenarioConfigMap(t *testing.T, tok string) {
 			line = l
 		}
 	}
-	if line == "" || !strings.Contains(line, "9invalid") {
+	if line == "" || !strings.Contains(line, "invalid_") {
 		t.Errorf("daemon log has no rejection naming the bad resource name; last rejection line %q", line)
 	}
 	k.show(t, "kubectl -n "+pluginNS+" logs "+pod+" | grep 'Config rejected'", line)
