@@ -408,15 +408,13 @@ func TestRDMAHalfDone(t *testing.T) {
 		step string // at the first step that starts with this
 		nth  int    // ... or its nth
 	}
+	// The states of the chain (see rdmamove.go) a kill can leave; the hook's kill tests stop the
+	// real binary at every step, these are the ones the order rests on.
 	halves := []half{
-		{"attach", "rdma: move", 1},             // record written, nothing moved: H
-		{"attach", "attach: alias", 1},          // RDMA device in the pod, netdev on the host: M
-		{"attach", "transfer: rename there", 1}, // netdev in the pod under its travel name: P, half
-		{"attach", "attach: record at rest", 1},
-		{"detach", "transfer: move", 1}, // netdev not yet moved: P
-		{"detach", "rdma: move", 1},     // netdev home, RDMA device in the pod: M
-		{"detach", "addr: add", 3},      // RDMA device home, the netdev (IPoIB: re-created) half settled
-		{"detach", "record: remove", 1}, // everything home but the record
+		{"attach", "rdma: move", 1},    // record written, nothing moved: H, with a record
+		{"attach", "attach: alias", 1}, // RDMA device in the pod, netdev on the host (IPoIB: re-created): M
+		{"detach", "rdma: move", 1},    // netdev home, RDMA device in the pod: M, from the other side
+		{"detach", "addr: add", 3},     // RDMA device home, the netdev (IPoIB: re-created) half settled
 	}
 	for _, kind := range []rigKind{{}, {ipoib: true}} {
 		for _, h := range halves {
@@ -691,4 +689,59 @@ func TestRecordRDMA(t *testing.T) {
 			t.Errorf("%s: a record with rdma %s was accepted", name, rdmaJSON)
 		}
 	}
+}
+
+// TestRDMARenamed: an RDMA device renamed in the pod (a pod with CAP_NET_ADMIN may) comes home
+// under its host name; one the kernel handed back as "ibdev0" from a pod that died is given its name
+// back by the next attach, into a new pod, before it moves.
+func TestRDMARenamed(t *testing.T) {
+	t.Run("in the pod", func(t *testing.T) {
+		r := newRDMARig(t, rigKind{})
+		if _, err := Attach(r.pod.Path, r.target, r.opts); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.fake.RenameByHand(r.rdma[0].Index, "podrdma0"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Detach(r.pod.Path, r.target, r.opts); err != nil {
+			t.Fatal(err)
+		}
+		r.atHome(t, "detach")
+		if !slices.Contains(r.fake.Calls(), "rename podrdma0 host mlx5_2") {
+			t.Errorf("calls %v, want the rename on the host", r.fake.Calls())
+		}
+	})
+	t.Run("returned as ibdev0, then attached to a new pod", func(t *testing.T) {
+		r := newRDMARig(t, rigKind{unshared: true})
+		if _, err := Attach(r.pod.Path, r.target, r.opts); err != nil {
+			t.Fatal(err)
+		}
+		podNS := vnetnsOf(t, r.pod)
+		r.killPod()
+		if err := r.pod.H.LinkSetNsFd(r.pod.Link(t, "net1"), r.host.FD()); err != nil { // the kernel returns the netdev
+			t.Fatal(err)
+		}
+		if err := r.fake.KernelReturn(podNS, r.hostID); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.fake.RenameByHand(r.rdma[0].Index, "ibdev0"); err != nil {
+			t.Fatal(err)
+		}
+		r.pod = netnstest.New(t)
+		var err error
+		if r.podID, err = rdmafake.ID(vnetnsOf(t, r.pod)); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.fake.Label(r.podID, "pod"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Attach(r.pod.Path, r.target, r.opts)
+		if err != nil || !slices.Equal(res.RDMA, []string{"mlx5_2"}) {
+			t.Fatalf("Attach = %+v, %v", res, err)
+		}
+		r.inPod(t, "attached to the new pod")
+		if !slices.Contains(r.fake.Calls(), "rename ibdev0 host mlx5_2") {
+			t.Errorf("calls %v, want ibdev0 renamed before the move", r.fake.Calls())
+		}
+	})
 }

@@ -44,7 +44,9 @@ import (
 //
 // A record that cannot be read or does not validate fails the hook loudly and changes nothing: no
 // link is touched on its account. A record no link carries our alias for, while the device is on
-// the host, is stale (a hook died before its first change, or after its last) and is dropped.
+// the host, is stale (a hook died before its first change, or after its last) and is dropped;
+// unless it lists RDMA devices: an RDMA move re-creates an IPoIB netdev on the host without our
+// alias, so such a record stays until Detach or ReconcileReturned finds the job done.
 type record struct {
 	Version    int         `json:"version"`
 	InFlight   string      `json:"inFlight,omitempty"`

@@ -6,6 +6,12 @@
 //
 // It has no other job: which devices move, in which order, and how a failure is undone is pkg/netns's
 // business, and its tests drive that through a recording fake of Links (package rdmafake).
+//
+// Netlink was written on a kernel without an RDMA subsystem, where opening a NETLINK_RDMA socket
+// fails (EPROTONOSUPPORT) before any request is sent. So RdmaLinkList (as List), RdmaLinkSetNsFd (as
+// Move, from a thread in the device's namespace) and RdmaLinkSetName (as Rename) have never run
+// against a kernel from this code; TestNetlinkRoundTrip does that where one is given a spare device
+// in exclusive mode (NETDEVICE_RDMA_TEST_DEVICE).
 package rdma
 
 import (
