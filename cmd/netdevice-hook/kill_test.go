@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/rdma"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/rdma/rdmafake"
 )
 
 // The kill tests end the real hook binary with SIGKILL at every point of attach and detach, the way
@@ -42,6 +45,7 @@ type killRig struct {
 	h              hook
 	devs           []string
 	pci            string
+	sysfs          string   // the PCI function's sysfs fixture
 	args           []string // the device arguments of both hooks
 	attach, detach []byte   // OCI states
 	home           map[string]netnstest.LinkState
@@ -49,6 +53,91 @@ type killRig struct {
 	podNames       []string       // the pod-side names, sorted
 	hostLinks      []string       // the host's link names at home, sorted
 	podLinks       []string       // the pod's own link names, sorted
+	// RDMA scenarios: the function's RDMA devices, which only the fake has (this kernel has no
+	// RDMA), its state file, shared by every hook process and the test. Every hook of such a
+	// scenario is the fault-injection build, the only one that can be given the fake.
+	rdma     []rdma.Device
+	rdmaFile string
+	// noRandom: random-time kills do not fit the scenario (they could land inside one of the fake's
+	// calls that stands for one atomic kernel operation but makes several, as IPoIB's re-creation does).
+	noRandom bool
+}
+
+// pciSysfs is a sysfs root where the PCI function pci lists devs as its netdevs.
+func pciSysfs(t *testing.T, pci string, devs ...string) string {
+	t.Helper()
+	sysfs := t.TempDir()
+	real := filepath.Join(sysfs, "devices", "pci0000:3a", pci)
+	for _, dev := range devs {
+		if err := os.MkdirAll(filepath.Join(real, "net", dev), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(sysfs, "bus", "pci", "devices"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, filepath.Join(sysfs, "bus", "pci", "devices", pci)); err != nil {
+		t.Fatal(err)
+	}
+	return sysfs
+}
+
+// withRDMA gives the rig's PCI function an RDMA device on the host, in a fake whose state is in a
+// file; ipoib makes its netdev one the RDMA device's every move re-creates.
+func (r *killRig) withRDMA(t *testing.T, d rdma.Device, ipoib bool) {
+	t.Helper()
+	hostID, err := rdmafake.IDOf(r.host.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	podID, err := rdmafake.IDOf(r.pod.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ulp *rdmafake.ULP
+	if ipoib {
+		ulp = &rdmafake.ULP{Name: r.devs[0], Alias: netns.Alias(r.devs[0], r.pci), InitNS: r.host.Path}
+	}
+	r.rdmaFile = filepath.Join(t.TempDir(), "rdma.json")
+	f, err := rdmafake.Create(r.rdmaFile, rdmafake.State{Labels: map[string]string{hostID: "host", podID: "pod"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Add(d, hostID, ulp); err != nil {
+		t.Fatal(err)
+	}
+	r.rdma = append(r.rdma, d)
+	r.args = append(r.args, "--rdma-device", d.Name)
+}
+
+// rdmaAt checks that every RDMA device of the rig is in the namespace labelled ns, under its name.
+func (r *killRig) rdmaAt(t *testing.T, ns, ctx string) {
+	t.Helper()
+	for _, d := range r.rdma {
+		got, name, err := rdmafake.Open(r.rdmaFile).Where(d.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != ns || name != d.Name {
+			t.Fatalf("%s: RDMA device %s is in %s as %s, want in %s", ctx, d.Name, got, name, ns)
+		}
+	}
+}
+
+// ipoibDevice is device's IPoIB stand-in: an ifb (no peer: the fake re-creates it alone) with the
+// same addresses and MTU, up.
+func ipoibDevice(t *testing.T, ns *netnstest.NS, n int) string {
+	t.Helper()
+	dev := ns.Ifb(t)
+	if err := ns.H.LinkSetMTU(ns.Link(t, dev), 1400); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.H.LinkSetUp(ns.Link(t, dev)); err != nil {
+		t.Fatal(err)
+	}
+	ns.AddAddr(t, dev, fmt.Sprintf("198.18.%d.1/24", n))
+	ns.AddAddr(t, dev, fmt.Sprintf("fdb5:1e6f:7d2a:%x::1/64", n))
+	return dev
 }
 
 // killScenarios are the devices the kill tests move: a plain veth renamed net1; a bridge port, admin
@@ -84,21 +173,26 @@ func killScenarios() []struct {
 			a, _ := device(t, r.host, 3)
 			b, _ := device(t, r.host, 4)
 			r.pci = "0000:3b:02.0"
-			sysfs := t.TempDir()
-			real := filepath.Join(sysfs, "devices", "pci0000:3a", r.pci)
-			for _, dev := range []string{a, b} {
-				if err := os.MkdirAll(filepath.Join(real, "net", dev), 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := os.MkdirAll(filepath.Join(sysfs, "bus", "pci", "devices"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Symlink(real, filepath.Join(sysfs, "bus", "pci", "devices", r.pci)); err != nil {
-				t.Fatal(err)
-			}
+			r.sysfs = pciSysfs(t, r.pci, a, b)
 			r.devs, r.podNames = []string{a, b}, []string{"net1", "net2"}
-			r.args = []string{"--pci-address", r.pci, "--sysfs-root", sysfs, "--pod-ifname", "net1"}
+			r.args = []string{"--pci-address", r.pci, "--sysfs-root", r.sysfs, "--pod-ifname", "net1"}
+		}},
+		{name: "RoCE function: RDMA device in first, home last", setup: func(t *testing.T, r *killRig) {
+			dev, _ := device(t, r.host, 5)
+			r.pci = "0000:3b:03.0"
+			r.sysfs = pciSysfs(t, r.pci, dev)
+			r.devs, r.podNames = []string{dev}, []string{"net1"}
+			r.args = []string{"--pci-address", r.pci, "--sysfs-root", r.sysfs, "--pod-ifname", "net1"}
+			r.withRDMA(t, rdma.Device{Index: 12, Name: "mlx5_4", NodeGUID: "0c42:a103:0065:6b04"}, false)
+		}},
+		{name: "IPoIB function: every RDMA move re-creates the netdev on the host", setup: func(t *testing.T, r *killRig) {
+			dev := ipoibDevice(t, r.host, 6)
+			r.pci = "0000:3b:04.0"
+			r.sysfs = pciSysfs(t, r.pci, dev)
+			r.devs, r.podNames = []string{dev}, []string{"net1"}
+			r.args = []string{"--pci-address", r.pci, "--sysfs-root", r.sysfs, "--pod-ifname", "net1"}
+			r.withRDMA(t, rdma.Device{Index: 13, Name: "mlx5_5", NodeGUID: "0c42:a103:0065:6b05"}, true)
+			r.noRandom = true
 		}},
 	}
 }
@@ -145,6 +239,9 @@ func (r *killRig) runBin(t *testing.T, bin string, env []string, op string, kill
 	argv := append([]string{"ip", "netns", "exec", r.host.Name, bin, op, "--lock-dir", r.h.lockDir}, r.args...)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
+	if r.rdmaFile != "" {
+		cmd.Env = append(cmd.Env, "NETDEVICE_FAULT_RDMA="+r.rdmaFile)
+	}
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -172,13 +269,34 @@ func (r *killRig) runBin(t *testing.T, bin string, env []string, op string, kill
 // device.
 func (r *killRig) must(t *testing.T, op, ctx string) {
 	t.Helper()
-	if run := r.runBin(t, hookBin, nil, op, nil); run.code != 0 || run.stderr != "" {
+	if run := r.runBin(t, r.bin(), nil, op, nil); run.code != 0 || run.stderr != "" {
 		t.Fatalf("%s: %s: exit %d, stderr %q", ctx, op, run.code, run.stderr)
 	}
 	if op == "attach" {
 		r.inPod(t, ctx+": after attach")
 	} else {
 		r.atHome(t, ctx+": after detach")
+	}
+}
+
+// bin is the hook the rig runs when it kills nothing: the shipped one, unless the scenario needs the
+// RDMA fake.
+func (r *killRig) bin() string {
+	if r.rdmaFile != "" {
+		return faultBin
+	}
+	return hookBin
+}
+
+// reconcile runs the daemon's reconciler on the rig's host.
+func (r *killRig) reconcile(t *testing.T, ctx string) {
+	t.Helper()
+	o := netns.Options{HostNS: r.host.Path, LockDir: r.h.lockDir, SysfsRoot: r.sysfs}
+	if r.rdmaFile != "" {
+		o.RDMA = rdmafake.Open(r.rdmaFile)
+	}
+	if _, err := netns.ReconcileReturned(o); err != nil {
+		t.Fatalf("%s: ReconcileReturned: %v", ctx, err)
 	}
 }
 
@@ -206,6 +324,7 @@ func (r *killRig) atHome(t *testing.T, ctx string) {
 	if got := lockDirFiles(t, r.h.lockDir); len(got) != 0 {
 		t.Fatalf("%s: the lock directory keeps %v", ctx, got)
 	}
+	r.rdmaAt(t, "host", ctx)
 }
 
 // inPod checks that every link of the device is in the pod under a pod-side name, with our alias,
@@ -249,6 +368,7 @@ func (r *killRig) inPod(t *testing.T, ctx string) {
 	if got := lockDirFiles(t, r.h.lockDir); os.Getenv("NETDEVICE_HOOK_TEST_BIN") == "" && (len(got) != 1 || !strings.HasSuffix(got[0], ".json")) {
 		t.Fatalf("%s: the lock directory holds %v, want the record alone", ctx, got)
 	}
+	r.rdmaAt(t, "pod", ctx)
 }
 
 // noneLost checks, right after a kill, that every link of the device is somewhere exactly once: on
@@ -268,6 +388,10 @@ func (r *killRig) noneLost(t *testing.T, ctx string) {
 		if n != 1 {
 			t.Fatalf("%s: %s is there %d times; host has %v, pod has %v", ctx, dev, n, r.host.LinkNames(t), r.pod.LinkNames(t))
 		}
+	}
+	// The rule: never a netdev in the pod with its RDMA device on the host.
+	if len(r.rdma) > 0 && len(ours(t, r.pod)) > 0 {
+		r.rdmaAt(t, "pod", ctx+": a netdev is in the pod")
 	}
 }
 
@@ -308,9 +432,9 @@ func opposite(op string) string {
 	return "attach"
 }
 
-// killTally counts kills per op for the summary.
+// killTally counts kills per op for the summary; rdma counts the kills at RDMA steps ("rdma: ...").
 type killTally struct {
-	killed, completed int
+	killed, completed, rdma int
 }
 
 // TestHookKilledAtEveryStep kills the hook at every step of attach and of detach, for every kill
@@ -318,15 +442,18 @@ type killTally struct {
 // follows each kill.
 func TestHookKilledAtEveryStep(t *testing.T) {
 	netnstest.RequireRoot(t)
-	rng := rand.New(rand.NewPCG(11, 2))
+	var mu sync.Mutex // the scenarios run in parallel: their time is mostly the kernel's RCU waits
 	tally := map[string]*killTally{"attach": {}, "detach": {}}
-	defer func() {
+	t.Cleanup(func() { // after the parallel subtests
 		for _, op := range []string{"attach", "detach"} {
-			t.Logf("deterministic kills during %s: %d killed, all finished by the next hook; %d runs ended before their step", op, tally[op].killed, tally[op].completed)
+			t.Logf("deterministic kills during %s: %d killed (%d of them at RDMA steps), all finished by the next hook; %d runs ended before their step",
+				op, tally[op].killed, tally[op].rdma, tally[op].completed)
 		}
-	}()
-	for _, sc := range killScenarios() {
+	})
+	for i, sc := range killScenarios() {
 		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(11, uint64(i)))
 			r := newKillRig(t, sc.name, sc.setup)
 			for _, op := range []string{"attach", "detach"} {
 				toStart := func() {
@@ -345,8 +472,13 @@ func TestHookKilledAtEveryStep(t *testing.T) {
 				}
 				kill := func(at int) killRun {
 					run := r.runBin(t, faultBin, []string{"NETDEVICE_FAULT_KILL_AT=" + strconv.Itoa(at)}, op, nil)
+					mu.Lock()
+					defer mu.Unlock()
 					if run.killed {
 						tally[op].killed++
+						if at <= len(steps) && strings.Contains(steps[at-1], " rdma: ") {
+							tally[op].rdma++
+						}
 					} else {
 						tally[op].completed++
 						t.Logf("%s with a kill at step %d ran to its end (exit %d): its path had fewer steps", op, at, run.code)
@@ -371,9 +503,7 @@ func TestHookKilledAtEveryStep(t *testing.T) {
 						case "opposite":
 							r.must(t, opposite(op), ctx)
 						default:
-							if _, err := netns.ReconcileReturned(netns.Options{HostNS: r.host.Path, LockDir: r.h.lockDir}); err != nil {
-								t.Fatalf("%s: ReconcileReturned: %v", ctx, err)
-							}
+							r.reconcile(t, ctx)
 							r.noneLost(t, ctx+", reconciled")
 							r.must(t, op, ctx)
 						}
@@ -413,6 +543,9 @@ func TestHookKilledAtRandomTimes(t *testing.T) {
 	for _, sc := range killScenarios() {
 		t.Run(sc.name, func(t *testing.T) {
 			r := newKillRig(t, sc.name, sc.setup)
+			if r.noRandom {
+				t.Skip("random-time kills do not fit this scenario's fake")
+			}
 			for _, op := range []string{"attach", "detach"} {
 				// How long the run takes, to spread the kills over it.
 				if op == "detach" {
@@ -428,7 +561,7 @@ func TestHookKilledAtRandomTimes(t *testing.T) {
 						r.must(t, "attach", "back to the start")
 					}
 					delay := time.Duration(rng.Int64N(int64(took + took/4)))
-					run := r.runBin(t, hookBin, nil, op, func(p *os.Process) {
+					run := r.runBin(t, r.bin(), nil, op, func(p *os.Process) {
 						time.Sleep(delay)
 						_ = p.Signal(syscall.SIGKILL)
 					})

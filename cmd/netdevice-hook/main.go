@@ -2,9 +2,17 @@
 // runtime to run: createRuntime "attach" moves the device into the container's network namespace,
 // poststop "detach" brings it home.
 //
-//	netdevice-hook attach --pci-address 0000:3b:01.0 [--pod-ifname net1] [--sysfs-root /sys] [--lock-dir DIR] [--allow-upper-devices]
+//	netdevice-hook attach --pci-address 0000:3b:01.0 [--pod-ifname net1] [--sysfs-root /sys] [--lock-dir DIR] [--allow-upper-devices] [--rdma-device mlx5_2 ...]
 //	netdevice-hook attach --host-ifname dummy0       [--pod-ifname net1]
 //	netdevice-hook detach --pci-address ... | --host-ifname ...   [same options]
+//
+// --rdma-device (repeatable) names an RDMA device of the function that travels with its netdevs; the
+// daemon writes them into the CDI spec only when the node's RDMA netns mode is exclusive. attach moves
+// them into the pod's namespace before the netdevs (an IPoIB netdev is re-created on the host when its
+// RDMA device moves, so it can only follow), detach brings them home after the netdevs; a failure
+// moves everything back, and a netdev never ends up in the pod while its RDMA device stays on the host.
+// Without it nothing RDMA is done (unless the device's record lists RDMA devices a killed hook left
+// away: those are finished).
 //
 // --allow-upper-devices lets attach move a link that other links are bound to: a vxlan, macvlan or
 // VLAN on it (the kernel deletes them when it leaves), its bridge or bond (it leaves them; detach
@@ -72,7 +80,7 @@ var errNoNamespace = errors.New("container has no network namespace")
 
 func run(args []string, stdin io.Reader) error {
 	if len(args) == 0 || (args[0] != "attach" && args[0] != "detach") {
-		return errors.New("usage: netdevice-hook attach|detach --pci-address ADDR|--host-ifname NAME [--pod-ifname NAME] [--sysfs-root DIR] [--lock-dir DIR] [--allow-upper-devices] < OCI state")
+		return errors.New("usage: netdevice-hook attach|detach --pci-address ADDR|--host-ifname NAME [--pod-ifname NAME] [--sysfs-root DIR] [--lock-dir DIR] [--allow-upper-devices] [--rdma-device NAME ...] < OCI state")
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -87,6 +95,7 @@ func run(args []string, stdin io.Reader) error {
 	fs.StringVar(&o.SysfsRoot, "sysfs-root", netns.DefaultSysfsRoot, "where sysfs is mounted")
 	fs.StringVar(&o.LockDir, "lock-dir", netns.DefaultLockDir, "directory of the per-device lock files")
 	fs.BoolVar(&o.AllowUpperDevices, "allow-upper-devices", false, "move a link that other links are bound to (a vxlan or macvlan on it, its bridge or bond)")
+	fs.Var((*names)(&o.RDMADevices), "rdma-device", "an RDMA device that travels with the netdevs (repeatable; exclusive RDMA netns mode)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
@@ -117,6 +126,16 @@ func run(args []string, stdin io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("%s: container %s: %w", cmd, clip(state.ID), err)
 	}
+	return nil
+}
+
+// names is a repeatable string flag.
+type names []string
+
+func (n *names) String() string { return strings.Join(*n, ",") }
+
+func (n *names) Set(v string) error {
+	*n = append(*n, v)
 	return nil
 }
 

@@ -367,12 +367,13 @@ func TestHookFailuresLeaveTheLinkAlone(t *testing.T) {
 	hugeState := append(state(t, specs.StateCreating, 1, bundle(t, pod.Path, true)), bytes.Repeat([]byte(" "), 1<<20)...)
 
 	good := bundle(t, pod.Path, true)
-	tests := []struct {
+	type failCase struct {
 		name    string
 		stdin   []byte
 		args    []string
 		wantErr string
-	}{
+	}
+	tests := []failCase{
 		{name: "bad stdin", stdin: []byte("{not json"), args: []string{"attach", "--host-ifname", dev}, wantErr: "OCI state on stdin"},
 		{name: "state without bundle", stdin: []byte(`{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":1}`), args: []string{"attach", "--host-ifname", dev}, wantErr: "no bundle"},
 		{name: "missing bundle", stdin: state(t, specs.StateCreating, 1, filepath.Join(t.TempDir(), "gone")), args: []string{"attach", "--host-ifname", dev}, wantErr: "bundle config"},
@@ -399,6 +400,14 @@ func TestHookFailuresLeaveTheLinkAlone(t *testing.T) {
 		{name: "unknown flag", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--colour", "red"}, wantErr: "flag provided but not defined: -colour"},
 		{name: "unknown verb", stdin: state(t, specs.StateCreating, 1, good), args: []string{"move", "--host-ifname", dev}, wantErr: "usage"},
 		{name: "bad pod-side name", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--pod-ifname", "net/1"}, wantErr: "pod interface name"},
+		{name: "bad RDMA device name", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--rdma-device", "mlx5/2"}, wantErr: `RDMA device name "mlx5/2"`},
+		{name: "RDMA device named twice", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--rdma-device", "mlx5_2", "--rdma-device", "mlx5_2"}, wantErr: "RDMA device mlx5_2 is named twice"},
+	}
+	if _, err := os.Stat("/sys/class/infiniband"); err != nil { // the shipped hook talks to the kernel
+		tests = append(tests,
+			failCase{name: "RDMA device on a kernel without RDMA", stdin: state(t, specs.StateCreating, 1, good), args: []string{"attach", "--host-ifname", dev, "--rdma-device", "mlx5_2"}, wantErr: "list the RDMA devices in the host namespace: RDMA netlink: protocol not supported (this kernel has no RDMA subsystem"},
+			failCase{name: "RDMA device on a kernel without RDMA, detach", stdin: state(t, specs.StateStopped, 0, good), args: []string{"detach", "--host-ifname", dev, "--rdma-device", "mlx5_2"}, wantErr: "no RDMA subsystem"},
+		)
 	}
 	h := hook{host: host, lockDir: t.TempDir()}
 	for _, tt := range tests {

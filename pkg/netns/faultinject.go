@@ -8,13 +8,20 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/rdma/rdmafake"
 )
 
 // Fault injection for tests (build tag netdevice_faultinject): with NETDEVICE_FAULT_KILL_AT=N the
 // process sends itself SIGKILL at its Nth step, the way `kill -9` or the OOM killer would end a hook
 // there; with NETDEVICE_FAULT_TRACE=FILE it appends "N what" for every step to FILE, so a test can
-// learn how many steps a run takes.
+// learn how many steps a run takes; with NETDEVICE_FAULT_RDMA=FILE, RDMA devices are the recording
+// fake's whose state is in FILE (rdmafake.Open) instead of the kernel's, so that the kill tests can
+// kill at RDMA steps on kernels without RDMA, and the next process sees where the last one left them.
 func init() {
+	if path := os.Getenv("NETDEVICE_FAULT_RDMA"); path != "" {
+		kernelRDMA = rdmafake.Open(path)
+	}
 	killAt, _ := strconv.Atoi(os.Getenv("NETDEVICE_FAULT_KILL_AT"))
 	var trace *os.File
 	if path := os.Getenv("NETDEVICE_FAULT_TRACE"); path != "" {

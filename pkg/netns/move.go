@@ -33,6 +33,9 @@ type Result struct {
 	// destroyed namespace, that this call completed where they were: in the pod for Attach, on the
 	// host for Detach. PodName is the name they had there.
 	Finished []Moved
+	// RDMA: the RDMA devices this call moved (into the pod for Attach, home for Detach), by their
+	// host names.
+	RDMA []string
 	// NamespaceGone: detach found the pod's namespace gone. The kernel destroys virtual links with
 	// it and hands physical ones back to the host, where ReconcileReturned (or this call, when they
 	// are back already) completes them.
@@ -93,6 +96,13 @@ func (s *session) close() {
 // It refuses loopback, the links carrying the host's default route, in any routing table, and the
 // links beneath them (pkg/defroute), and, unless Options.AllowUpperDevices, links other links are
 // bound to.
+//
+// The target's RDMA devices (Options.RDMADevices, and those the record lists) move into the pod
+// first, under their host names, and the netdevs are looked up again after that (an IPoIB netdev is
+// re-created on the host by the move); see rdmamove.go. A failure after an RDMA device moved brings it
+// home too, after the netdevs; an RDMA device in neither namespace fails the attach before any change.
+// The device is never left, nor reported done, with a netdev in the pod and its RDMA device on the
+// host: Result.Already needs the RDMA devices in the pod too.
 func Attach(podNS string, t Target, o Options) (Result, error) {
 	s, err := begin(t, o)
 	if err != nil {
@@ -119,20 +129,178 @@ func (s *session) attach(pod *space) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	inPod, err := findInPod(pod, s.t)
+	var rd []rdmaDev
+	if s.rdmaJob(rec) {
+		if rd, err = s.locateRDMA(pod, rec, false); err != nil {
+			return Result{}, err
+		}
+		for _, d := range rd {
+			if d.where == rdmaNowhere {
+				return Result{}, fmt.Errorf("RDMA device %s is in neither the host nor the pod network namespace (another pod's?)", d.f.Name)
+			}
+		}
+	}
+	p, err := s.planAttach(pod, rec)
 	if err != nil {
 		return Result{}, err
+	}
+	rec = p.rec
+	var toPod []rdmaDev
+	for _, d := range rd {
+		if d.where == rdmaOnHost {
+			toPod = append(toPod, d)
+		}
+	}
+	res := Result{Already: len(p.move) == 0 && len(toPod) == 0}
+	if len(p.move) == 0 && len(p.finish) == 0 && len(toPod) == 0 {
+		return res, nil
+	}
+
+	// Write down what every link must get back, and which RDMA devices travel, before the first change.
+	next, _, err := s.withAttachFacts(rec.clone(), pod, p)
+	if err != nil {
+		return Result{}, err
+	}
+	next = next.withRDMA(s.t, rd)
+	next.InFlight = inFlightAttach
+	if err := s.lock.writeRecord(next); err != nil {
+		return Result{}, err
+	}
+
+	// undo brings back what this call moved, after err: its netdevs (backs) in reverse, then its RDMA
+	// devices in reverse (but not while a netdev of the target is still in the pod: an RDMA device
+	// stays with its netdev), then the netdevs the kernel re-created on the host get their facts. The
+	// record goes back to what it was only when everything is back (netdevsBack: the failing link
+	// itself is); else it stays in flight, for the next hook to finish.
+	var rdmaBacks []func() error
+	undo := func(err error, backs []func() error, netdevsBack bool) (Result, error) {
+		rolledBack := netdevsBack
+		for i := len(backs) - 1; i >= 0; i-- {
+			if rerr := backs[i](); rerr != nil {
+				err = fmt.Errorf("%w; rolling back failed too: %w", err, rerr)
+				rolledBack = false
+			}
+		}
+		if len(rdmaBacks) > 0 {
+			left, ferr := findInPod(pod, s.t)
+			switch {
+			case ferr != nil:
+				err = fmt.Errorf("%w; RDMA devices %s stay in the pod: %w", err, strings.Join(res.RDMA, ", "), ferr)
+				rolledBack = false
+			case countOurs(left, nil) > 0:
+				err = fmt.Errorf("%w; RDMA devices %s stay in the pod with the netdevs left there", err, strings.Join(res.RDMA, ", "))
+				rolledBack = false
+			default:
+				for i := len(rdmaBacks) - 1; i >= 0; i-- {
+					if rerr := rdmaBacks[i](); rerr != nil {
+						err = fmt.Errorf("%w; rolling back failed too: %w", err, rerr)
+						rolledBack = false
+					}
+				}
+				if _, rerr := settleRecreated(s.host, s.t, s.o.SysfsRoot, next); rerr != nil && !errors.Is(rerr, errMasterGone) {
+					err = fmt.Errorf("%w; restoring the netdevs re-created on the host failed too: %w", err, rerr)
+					rolledBack = false
+				}
+			}
+		}
+		if rolledBack { // every link and RDMA device is where it was: so is the record
+			if rerr := s.lock.writeOrRemove(rec); rerr != nil {
+				err = fmt.Errorf("%w; restoring the device record failed too: %w", err, rerr)
+			}
+		}
+		return Result{}, err
+	}
+
+	// RDMA devices first, under their host names (see rdmamove.go for why).
+	for _, d := range toPod {
+		if err := nameRDMA(s.o.RDMA, s.host, d.dev, d.f.Name); err != nil {
+			return undo(err, nil, true)
+		}
+		d.dev.Name = d.f.Name
+		if err := s.moveRDMA(d, s.host, pod); err != nil {
+			return undo(err, nil, true)
+		}
+		rdmaBacks = append(rdmaBacks, func() error { return s.moveRDMA(d, pod, s.host) })
+		res.RDMA = append(res.RDMA, d.f.Name)
+	}
+	if len(toPod) > 0 { // the move re-creates an IPoIB netdev on the host: look again
+		if p, err = s.planAttach(pod, next); err != nil {
+			return undo(err, nil, true)
+		}
+		grown, added, err := s.withAttachFacts(next.clone(), pod, p)
+		if err != nil {
+			return undo(err, nil, true)
+		}
+		if added {
+			grown.InFlight = inFlightAttach
+			if err := s.lock.writeRecord(grown); err != nil {
+				return undo(err, nil, true)
+			}
+			next = grown
+		}
+	}
+
+	// Links already in the pod are finished first, so they keep the lower pod-side names.
+	for _, j := range p.finish {
+		name, err := finishInPod(pod, j.pl.link, j.facts, s.podName(j.pl.hostName))
+		if err != nil {
+			err = fmt.Errorf("finish the earlier attach of %s, found in the pod as %s: %w", j.pl.hostName, j.pl.link.Attrs().Name, err)
+			if len(rdmaBacks) == 0 {
+				return Result{}, err
+			}
+			return undo(err, nil, true)
+		}
+		res.Finished = append(res.Finished, Moved{HostName: j.pl.hostName, PodName: name, PCIAddress: s.t.PCIAddress})
+	}
+	var backs []func() error
+	for _, hl := range p.move {
+		f, _ := next.facts(hl.hostName)
+		m, back, err := s.attachOne(pod, hl, f)
+		if err != nil {
+			return undo(err, backs, back != nil)
+		}
+		backs = append(backs, back)
+		res.Moved = append(res.Moved, m)
+	}
+	next.InFlight = ""
+	step("attach: record at rest")
+	if err := s.lock.writeRecord(next); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// finishing is a link of ours that an attach or a detach left half way in the pod.
+type finishing struct {
+	pl    podLink
+	facts *linkFacts // nil: no record of it (a hook from before records)
+}
+
+// attachPlan is what attach found of the target's netdevs and will do with them.
+type attachPlan struct {
+	rec    *record // the record as read, nil when there is none or it was stale
+	view   *defroute.View
+	move   []hostLink  // to move from the host into the pod
+	finish []finishing // to finish in the pod
+}
+
+// planAttach looks for the target's netdevs in the pod and on the host and decides what attach does
+// with them. It refuses what must not move.
+func (s *session) planAttach(pod *space, rec *record) (attachPlan, error) {
+	inPod, err := findInPod(pod, s.t)
+	if err != nil {
+		return attachPlan{}, err
 	}
 	view, err := defroute.Read(s.host.h)
 	if err != nil {
-		return Result{}, fmt.Errorf("find the links carrying the host's default route: %w", err)
+		return attachPlan{}, fmt.Errorf("find the links carrying the host's default route: %w", err)
 	}
 	onHost, err := findOnHost(view.Links, s.t, s.o.SysfsRoot, true)
 	if err != nil {
-		return Result{}, err
+		return attachPlan{}, err
 	}
 	if rec, err = s.dropStale(rec, inPod, onHost); err != nil {
-		return Result{}, err
+		return attachPlan{}, err
 	}
 
 	// What moves: our links on the host (a hook left them half way, or the kernel returned them),
@@ -146,18 +314,14 @@ func (s *session) attach(pod *space) (Result, error) {
 		}
 	}
 	if len(move) == 0 && len(inPod) == 0 {
-		return Result{}, errors.New("no link in the host namespace nor in the pod namespace")
+		return attachPlan{}, errors.New("no link in the host namespace nor in the pod namespace")
 	}
 	if err := refuseProtected(view, move, s.o.AllowUpperDevices); err != nil {
-		return Result{}, err
+		return attachPlan{}, err
 	}
 
 	// What is finished in the pod: links of ours an attach or a detach left half way there. A record
 	// at rest says the attach completed: what the pod did with the link since is its business.
-	type finishing struct {
-		pl    podLink
-		facts *linkFacts // nil: no record of it (a hook from before records)
-	}
 	var finish []finishing
 	for _, pl := range inPod {
 		if !pl.ours {
@@ -175,82 +339,43 @@ func (s *session) attach(pod *space) (Result, error) {
 		}
 		addrs, err := pod.globalAddrs(pl.link)
 		if err != nil {
-			return Result{}, err
+			return attachPlan{}, err
 		}
 		if len(addrs) == 0 {
-			return Result{}, fmt.Errorf("%s is in the pod half attached (as %s, down or not renamed) and no record says what addresses it had: they are lost; detach it, then attach again",
+			return attachPlan{}, fmt.Errorf("%s is in the pod half attached (as %s, down or not renamed) and no record says what addresses it had: they are lost; detach it, then attach again",
 				pl.hostName, pl.link.Attrs().Name)
 		}
 		finish = append(finish, finishing{pl, nil})
 	}
-	res := Result{Already: len(move) == 0}
-	if len(move) == 0 && len(finish) == 0 {
-		return res, nil
-	}
+	return attachPlan{rec: rec, view: view, move: move, finish: finish}, nil
+}
 
-	// Write down what every link must get back before the first change.
-	names := linkNames(view.Links)
-	next := rec.clone()
-	for _, hl := range move {
+// withAttachFacts adds to next what the plan's links lack in it: the facts of the links that move
+// (as they are on the host) and of those finished in the pod without a record (as they are there).
+// added says whether anything was.
+func (s *session) withAttachFacts(next *record, pod *space, p attachPlan) (*record, bool, error) {
+	names := linkNames(p.view.Links)
+	added := false
+	for _, hl := range p.move {
 		if _, ok := next.facts(hl.hostName); ok {
 			continue
 		}
 		f, err := factsOf(s.host, hl.link, hl.hostName, names)
 		if err != nil {
-			return Result{}, err
+			return nil, false, err
 		}
-		next = next.with(s.t, f)
+		next, added = next.with(s.t, f), true
 	}
-	for _, j := range finish {
-		if j.facts == nil {
+	for _, j := range p.finish {
+		if _, ok := next.facts(j.pl.hostName); !ok && j.facts == nil {
 			f, err := podFactsOf(pod, j.pl)
 			if err != nil {
-				return Result{}, err
+				return nil, false, err
 			}
-			next = next.with(s.t, f)
+			next, added = next.with(s.t, f), true
 		}
 	}
-	next.InFlight = inFlightAttach
-	if err := s.lock.writeRecord(next); err != nil {
-		return Result{}, err
-	}
-
-	// Links already in the pod are finished first, so they keep the lower pod-side names.
-	for _, j := range finish {
-		name, err := finishInPod(pod, j.pl.link, j.facts, s.podName(j.pl.hostName))
-		if err != nil {
-			return Result{}, fmt.Errorf("finish the earlier attach of %s, found in the pod as %s: %w", j.pl.hostName, j.pl.link.Attrs().Name, err)
-		}
-		res.Finished = append(res.Finished, Moved{HostName: j.pl.hostName, PodName: name, PCIAddress: s.t.PCIAddress})
-	}
-	var backs []func() error
-	for _, hl := range move {
-		f, _ := next.facts(hl.hostName)
-		m, back, err := s.attachOne(pod, hl, f)
-		if err != nil {
-			rolledBack := true
-			for i := len(backs) - 1; i >= 0; i-- {
-				if rerr := backs[i](); rerr != nil {
-					err = fmt.Errorf("%w; rolling back failed too: %w", err, rerr)
-					rolledBack = false
-				}
-			}
-			if rolledBack && back != nil { // every link is where it was: so is the record
-				if rerr := s.lock.writeOrRemove(rec); rerr != nil {
-					err = fmt.Errorf("%w; restoring the device record failed too: %w", err, rerr)
-				}
-			}
-			return Result{}, err
-		}
-		backs = append(backs, back)
-		res.Moved = append(res.Moved, m)
-	}
-	next.InFlight = ""
-	step("attach: record at rest")
-	if err := s.lock.writeRecord(next); err != nil {
-		return res, err
-	}
-	return res, nil
+	return next, added, nil
 }
 
 // podName is the name a link of the target wants in the pod.
@@ -265,8 +390,13 @@ func (s *session) podName(hostName string) string {
 // the hook that wrote it died before its first change of a link, or after its last. The record
 // stays when the device is nowhere to be seen (in another namespace, or on its way back from a
 // destroyed one).
+//
+// A record that lists RDMA devices is never stale on that account: moving an RDMA device re-creates
+// an IPoIB netdev on the host without our alias and without what it had, which only the record
+// knows. Such a record goes once the job is done: Detach and ReconcileReturned remove it when the
+// RDMA devices are home and the netdevs complete.
 func (s *session) dropStale(rec *record, inPod []podLink, onHost []hostLink) (*record, error) {
-	if rec == nil || countOurs(inPod, onHost) > 0 || len(onHost) == 0 {
+	if rec == nil || rec.hasRDMA() || countOurs(inPod, onHost) > 0 || len(onHost) == 0 {
 		return rec, nil
 	}
 	if err := s.lock.removeRecord(); err != nil {
@@ -399,6 +529,13 @@ func (s *session) attachOne(pod *space, hl hostLink, f linkFacts) (Moved, func()
 // home, later failures (an address that cannot be added) are reported and leave it home, with our
 // alias and the record, so that the next hook or the daemon's reconciler tries again. A bridge or
 // bond that is gone is reported once: the link is complete without it.
+//
+// RDMA devices (Options.RDMADevices, and those the record lists) come home after the netdevs, from
+// inside the pod's namespace, get their host names back, and then the target's netdevs on the host
+// are given their recorded facts (an IPoIB netdev is re-created bare on the host by the move). An
+// RDMA device stays in the pod while a netdev of the target does. With the pod's namespace gone the
+// kernel returns the RDMA devices by itself: detach succeeds, finishing them if they are back and
+// leaving the record to ReconcileReturned if not yet.
 func Detach(podNS string, t Target, o Options) (Result, error) {
 	s, err := begin(t, o)
 	if err != nil {
@@ -430,6 +567,17 @@ func (s *session) detach(pod *space) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	var rd []rdmaDev
+	if s.rdmaJob(rec) {
+		if rd, err = s.locateRDMA(pod, rec, true); err != nil {
+			return Result{}, err
+		}
+		for _, d := range rd {
+			if d.where == rdmaNowhere && pod != nil {
+				return Result{}, fmt.Errorf("RDMA device %s is in neither the host nor the pod network namespace (another pod's?)", d.f.Name)
+			}
+		}
+	}
 	var inPod []podLink
 	if pod != nil {
 		if inPod, err = findInPod(pod, s.t); err != nil {
@@ -453,7 +601,19 @@ func (s *session) detach(pod *space) (Result, error) {
 			back = append(back, hl)
 		}
 	}
-	if len(inPod) == 0 && len(back) == 0 {
+	var (
+		away    []rdmaDev // in the pod
+		pending bool      // on their way home from a destroyed namespace: the kernel brings them
+	)
+	for _, d := range rd {
+		switch d.where {
+		case rdmaInPod:
+			away = append(away, d)
+		case rdmaNowhere:
+			pending = true
+		}
+	}
+	if len(inPod) == 0 && len(back) == 0 && len(away) == 0 && !rec.hasRDMA() {
 		return Result{Already: true}, nil
 	}
 
@@ -477,14 +637,17 @@ func (s *session) detach(pod *space) (Result, error) {
 			next = next.with(s.t, f)
 		}
 	}
+	next = next.withRDMA(s.t, rd)
 	next.InFlight = inFlightDetach
 	if err := s.lock.writeRecord(next); err != nil {
 		return Result{}, err
 	}
 
+	// The netdevs first, then the RDMA devices (see rdmamove.go).
 	var (
-		res  Result
-		errs []error
+		res   Result
+		errs  []error
+		stuck bool // a netdev is still in the pod: its RDMA devices stay with it
 	)
 	for _, hl := range back {
 		f, _ := next.facts(hl.hostName)
@@ -504,15 +667,46 @@ func (s *session) detach(pod *space) (Result, error) {
 		}
 		if home {
 			res.Moved = append(res.Moved, Moved{HostName: pl.hostName, PodName: podName, PCIAddress: s.t.PCIAddress})
+		} else {
+			stuck = true
+		}
+	}
+	home := !pending && !stuck // every RDMA device is, or is about to be, on the host
+	if stuck && len(away) > 0 {
+		errs = append(errs, fmt.Errorf("RDMA devices %s stay in the pod with the netdevs left there", strings.Join(rdmaNames(away), ", ")))
+	}
+	if home {
+		for i := range rd {
+			d := &rd[i]
+			if d.where == rdmaInPod {
+				if err := s.moveRDMA(*d, pod, s.host); err != nil {
+					errs = append(errs, err)
+					home = false
+					continue
+				}
+				d.where = rdmaOnHost
+				res.RDMA = append(res.RDMA, d.f.Name)
+			}
+			if err := nameRDMA(s.o.RDMA, s.host, d.dev, d.f.Name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if home && len(rd) > 0 { // netdevs the moves re-created on the host (IPoIB) get their facts
+		if _, err := settleRecreated(s.host, s.t, s.o.SysfsRoot, next); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		if onlyMasterGone(errs) { // home and complete: said once, not again on every retry
+		if home && onlyMasterGone(errs) { // home and complete: said once, not again on every retry
 			if rerr := s.lock.removeRecord(); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
 		}
 		return res, err
+	}
+	if !home { // the pod's namespace is gone and the kernel is still handing RDMA devices back
+		return res, nil
 	}
 	return res, s.lock.removeRecord()
 }

@@ -31,18 +31,37 @@ import (
 //	    "mtu": 1400, "up": true, "master": "br0",
 //	    "addrs": [{"local": "10.1.2.3/24", "broadcast": "10.1.2.255", "label": "dummy0:1", "flags": 128,
 //	               "validLft": 3600, "preferredLft": 1800}]
-//	  }]
+//	  }],
+//	  "rdma": [{"name": "mlx5_2", "index": 3, "nodeGuid": "0c42:a103:0065:6bd2"}]
 //	}
+//
+// "rdma" (absent when the device has none, so such records are byte for byte what they were) lists
+// the RDMA devices that travel with the links: each by its host name, which it gets back, and its
+// kernel index and node GUID, by which it is known when it comes back from a destroyed namespace
+// under another name ("ibdev0"). Where each is, the kernel says (rdma.Links.List in the host and the
+// pod namespace); the record says which are the job's and which way it goes. A hook from before
+// RDMA refuses such a record (unknown field) instead of dropping the RDMA devices from it.
 //
 // A record that cannot be read or does not validate fails the hook loudly and changes nothing: no
 // link is touched on its account. A record no link carries our alias for, while the device is on
-// the host, is stale (a hook died before its first change, or after its last) and is dropped.
+// the host, is stale (a hook died before its first change, or after its last) and is dropped;
+// unless it lists RDMA devices: an RDMA move re-creates an IPoIB netdev on the host without our
+// alias, so such a record stays until Detach or ReconcileReturned finds the job done.
 type record struct {
 	Version    int         `json:"version"`
 	InFlight   string      `json:"inFlight,omitempty"`
 	PCIAddress string      `json:"pciAddress,omitempty"`
 	HostName   string      `json:"hostName,omitempty"`
 	Links      []linkFacts `json:"links"`
+	RDMA       []rdmaFacts `json:"rdma,omitempty"`
+}
+
+// rdmaFacts is one RDMA device of the target: the name it has on the host, and how to know it under
+// another name (see matches).
+type rdmaFacts struct {
+	Name     string `json:"name"`
+	Index    uint32 `json:"index"`
+	NodeGUID string `json:"nodeGuid,omitempty"`
 }
 
 // Directions a record can have in flight.
@@ -104,6 +123,10 @@ func (r *record) clone() *record {
 	}
 	c := *r
 	c.Links = append([]linkFacts(nil), r.Links...)
+	c.RDMA = append([]rdmaFacts(nil), r.RDMA...)
+	if len(c.RDMA) == 0 {
+		c.RDMA = nil
+	}
 	return &c
 }
 
@@ -197,7 +220,7 @@ func (r *record) validate(t Target) error {
 		return fmt.Errorf("inFlight %q is neither %q nor %q", short(r.InFlight), inFlightAttach, inFlightDetach)
 	case r.PCIAddress != t.PCIAddress || r.HostName != t.HostName:
 		return fmt.Errorf("it is the record of %s", Target{PCIAddress: short(r.PCIAddress), HostName: short(r.HostName)})
-	case len(r.Links) == 0:
+	case len(r.Links) == 0 && len(r.RDMA) == 0:
 		return errors.New("it lists no link")
 	}
 	seen := map[string]bool{}
@@ -229,8 +252,38 @@ func (r *record) validate(t Target) error {
 			}
 		}
 	}
+	seenRDMA := map[string]bool{}
+	seenIndex := map[uint32]bool{}
+	for _, f := range r.RDMA {
+		if err := validRDMAName(f.Name); err != nil {
+			return err
+		}
+		if seenRDMA[f.Name] || seenIndex[f.Index] {
+			return fmt.Errorf("RDMA device %s (index %d) is listed twice", f.Name, f.Index)
+		}
+		seenRDMA[f.Name], seenIndex[f.Index] = true, true
+		if len(f.NodeGUID) > 64 {
+			return fmt.Errorf("node GUID of RDMA device %s is %d bytes", f.Name, len(f.NodeGUID))
+		}
+	}
 	return nil
 }
+
+// rdmaFacts returns the record's entry for the RDMA device with that host name.
+func (r *record) rdmaFacts(name string) (rdmaFacts, bool) {
+	if r == nil {
+		return rdmaFacts{}, false
+	}
+	for _, f := range r.RDMA {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return rdmaFacts{}, false
+}
+
+// hasRDMA reports whether the record lists RDMA devices.
+func (r *record) hasRDMA() bool { return r != nil && len(r.RDMA) > 0 }
 
 // recordName is the record's file name in the lock directory.
 func (l *deviceLock) recordName() string { return l.key + ".json" }

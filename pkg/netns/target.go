@@ -12,15 +12,22 @@
 // device's record beside its lock (see record.go), and kept until the link is complete at home. Any
 // hook on the device, and the reconciler, reads it first and finishes what a killed hook left half
 // way. Our alias on a link marks it as away from home: in a pod, or on its way in or out.
+//
+// In exclusive RDMA netns mode a function's RDMA devices travel with its netdevs (Options.RDMADevices),
+// through the narrow interface of package rdma; the order, the rollback and what the record keeps for
+// them are in rdmamove.go.
 package netns
 
 import (
 	"fmt"
 	"iter"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/rdma"
 )
 
 // Defaults for Options.
@@ -103,7 +110,20 @@ type Options struct {
 	// master when it leaves; Detach puts it back into its bridge or bond. Never set, such a link is
 	// refused. Links that carry the default route are refused either way.
 	AllowUpperDevices bool
+	// RDMADevices are the target's RDMA devices (mlx5_2, ...), by their host names, that travel
+	// with its netdevs: the daemon names them only when the node's RDMA netns mode is exclusive.
+	// Attach moves them into the pod before the netdevs, Detach brings them home after the netdevs
+	// (see Attach). Empty: nothing RDMA is done, unless the device's record lists RDMA devices that a
+	// killed hook left away (those are finished).
+	RDMADevices []string
+	// RDMA is how RDMA devices are listed, moved and renamed. nil: the kernel's, through netlink
+	// (rdma.Netlink). Tests use a recording fake (package rdmafake).
+	RDMA rdma.Links
 }
+
+// kernelRDMA is Options.RDMA's default. The fault-injection build replaces it with a fake whose
+// state is in a file (faultinject.go), so that the kill tests can run on kernels without RDMA.
+var kernelRDMA rdma.Links = rdma.Netlink{}
 
 func (o Options) withDefaults() (Options, error) {
 	if o.SysfsRoot == "" {
@@ -116,6 +136,17 @@ func (o Options) withDefaults() (Options, error) {
 		if err := validIfName(o.PodIfName); err != nil {
 			return o, fmt.Errorf("pod interface name: %w", err)
 		}
+	}
+	for i, name := range o.RDMADevices {
+		if err := validRDMAName(name); err != nil {
+			return o, err
+		}
+		if slices.Contains(o.RDMADevices[:i], name) {
+			return o, fmt.Errorf("RDMA device %s is named twice", name)
+		}
+	}
+	if o.RDMA == nil {
+		o.RDMA = kernelRDMA
 	}
 	return o, nil
 }
@@ -157,6 +188,19 @@ func validIfName(name string) error {
 		return fmt.Errorf("interface name %q is not allowed", name)
 	case strings.ContainsAny(name, "/: \t\n\r\v\f\x00") || strings.IndexByte(name, 0xa0) >= 0:
 		return fmt.Errorf("interface name %q contains '/', ':', NUL or white space", name)
+	}
+	return nil
+}
+
+// rdmaNameRE is what RDMA device names look like: mlx5_2, rocep134s0f0, ibp75s0, rdmaP23800p0s2,
+// smi1. The kernel allows up to IB_DEVICE_NAME_MAX-1 (63) bytes; names here are letters, digits,
+// '_', '-' and '.', which every driver and rdma-core's udev rules use.
+var rdmaNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`)
+
+// validRDMAName checks an RDMA device name (see rdmaNameRE).
+func validRDMAName(name string) error {
+	if !rdmaNameRE.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("RDMA device name %q is not 1 to 63 letters, digits, '_', '-' or '.'", short(name))
 	}
 	return nil
 }
