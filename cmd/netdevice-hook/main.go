@@ -3,7 +3,7 @@
 // poststop "detach" brings it home.
 //
 //	netdevice-hook attach --pci-address 0000:3b:01.0 [--pod-ifname net1] [--sysfs-root /sys] [--lock-dir DIR] [--allow-upper-devices] [--rdma-device mlx5_2 ...]
-//	netdevice-hook attach --host-ifname dummy0       [--pod-ifname net1]
+//	netdevice-hook attach --host-ifname dummy0       [--pod-ifname net1] [--netconf JSON]
 //	netdevice-hook detach --pci-address ... | --host-ifname ...   [same options]
 //
 // --rdma-device (repeatable) names an RDMA device of the function that travels with its netdevs; the
@@ -13,6 +13,16 @@
 // moves everything back, and a netdev never ends up in the pod while its RDMA device stays on the host.
 // Without it nothing RDMA is done (unless the device's record lists RDMA devices a killed hook left
 // away: those are finished).
+//
+// --netconf carries the pool's interface settings as JSON (pkg/netconf; the daemon writes it into
+// the CDI spec): after the move attach gives the interface its addresses from the pool's IPAM plugin
+// (a CNI IPAM binary in the settings' cniBinDir, called ADD for the pod sandbox, whose ID comes from
+// config.json's io.kubernetes.cri.sandbox-id or io.kubernetes.cri-o.SandboxID annotation, else the
+// network namespace's identity; the lease is kept in leaseDir, so every container of the pod and
+// every restart of one gets the same addresses), without the host's addresses unless the pool
+// carries them, its MTU, sysctls and routes. If any of it fails the device goes home as it came and
+// the hook fails naming the pool. Detach does not release the lease: the daemon does (DEL) once no
+// pod holds the device.
 //
 // --allow-upper-devices lets attach move a link that other links are bound to: a vxlan, macvlan or
 // VLAN on it (the kernel deletes them when it leaves), its bridge or bond (it leaves them; detach
@@ -48,6 +58,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netconf"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
 )
 
@@ -95,6 +106,8 @@ func run(args []string, stdin io.Reader) error {
 	fs.StringVar(&o.SysfsRoot, "sysfs-root", netns.DefaultSysfsRoot, "where sysfs is mounted")
 	fs.StringVar(&o.LockDir, "lock-dir", netns.DefaultLockDir, "directory of the per-device lock files")
 	fs.BoolVar(&o.AllowUpperDevices, "allow-upper-devices", false, "move a link that other links are bound to (a vxlan or macvlan on it, its bridge or bond)")
+	var netconfArg string
+	fs.StringVar(&netconfArg, "netconf", "", "the pool's interface settings, as JSON (MTU, IPAM, routes, sysctls), applied after attach")
 	fs.Var((*names)(&o.RDMADevices), "rdma-device", "an RDMA device that travels with the netdevs (repeatable; exclusive RDMA netns mode)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
@@ -105,12 +118,22 @@ func run(args []string, stdin io.Reader) error {
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
+	var settings *netconf.Settings
+	if netconfArg != "" {
+		var err error
+		if settings, err = netconf.Decode(netconfArg); err != nil {
+			return fmt.Errorf("%s %s: --netconf: %w", cmd, t, err)
+		}
+		if settings.Empty() {
+			settings = nil
+		}
+	}
 
 	state, err := readState(stdin)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", cmd, t, err)
 	}
-	nsPath, err := networkNamespace(state)
+	c, err := containerOf(state)
 	if cmd == "detach" && errors.Is(err, errNoNamespace) {
 		return nil // nothing can hold the device any more
 	}
@@ -118,13 +141,28 @@ func run(args []string, stdin io.Reader) error {
 		return fmt.Errorf("%s %s: container %s: %w", cmd, t, clip(state.ID), err)
 	}
 
-	if cmd == "attach" {
-		_, err = netns.Attach(nsPath, t, o)
-	} else {
-		_, err = netns.Detach(nsPath, t, o)
+	if cmd == "detach" {
+		// The addresses stay leased to the pod (a restarted container gets them again); the daemon
+		// releases them once the kubelet no longer gives the device to the pod.
+		if _, err := netns.Detach(c.NetNS, t, o); err != nil {
+			return fmt.Errorf("%s: container %s: %w", cmd, clip(state.ID), err)
+		}
+		return nil
 	}
+	o.DropHostAddresses = settings != nil && settings.DropHostAddresses
+	res, err := netns.Attach(c.NetNS, t, o)
 	if err != nil {
 		return fmt.Errorf("%s: container %s: %w", cmd, clip(state.ID), err)
+	}
+	if settings == nil {
+		return nil
+	}
+	if err := configure(settings, t, res, c); err != nil {
+		// Nothing half done: the device goes home as it came.
+		if _, derr := netns.Detach(c.NetNS, t, o); derr != nil {
+			err = fmt.Errorf("%w; moving it home failed too: %w", err, derr)
+		}
+		return fmt.Errorf("%s %s: container %s: %w", cmd, t, clip(state.ID), err)
 	}
 	return nil
 }
@@ -158,16 +196,31 @@ func readState(r io.Reader) (*specs.State, error) {
 	return &st, nil
 }
 
-// networkNamespace is the path of the container's network namespace: the path config.json names
-// (a pod's app containers join the sandbox's /proc/<pid>/ns/net), else the namespace the runtime
-// created for the container's own process. errNoNamespace when there is none to act on.
-func networkNamespace(st *specs.State) (string, error) {
+// container is what the hook needs of the container it runs for, from its bundle's config.json.
+type container struct {
+	NetNS      string // path of its network namespace
+	Sandbox    string // its pod sandbox's ID, "" when the runtime wrote none
+	SandboxKey string // the annotation it came from
+}
+
+// containerOf reads the container's bundle config: its network namespace (see namespaceOf) and its
+// pod sandbox (see sandboxOf).
+func containerOf(st *specs.State) (container, error) {
 	path := filepath.Join(st.Bundle, "config.json")
 	data, err := readConfig(path)
 	if err != nil {
-		return "", fmt.Errorf("bundle config %s: %w", clip(path), err)
+		return container{}, fmt.Errorf("bundle config %s: %w", clip(path), err)
 	}
-	return namespaceFromConfig(st, data)
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return container{}, fmt.Errorf("bundle config: %w", err)
+	}
+	nsPath, err := namespaceOf(st, &spec)
+	if err != nil {
+		return container{}, err
+	}
+	key, sandbox := sandboxOf(&spec)
+	return container{NetNS: nsPath, Sandbox: sandbox, SandboxKey: key}, nil
 }
 
 // readConfig reads a bundle's config.json: a regular file (opened without blocking, so that a FIFO
@@ -195,12 +248,19 @@ func readConfig(path string) ([]byte, error) {
 	return data, nil
 }
 
-// namespaceFromConfig is networkNamespace once config.json is read.
+// namespaceFromConfig is the network namespace of the container whose config.json is data.
 func namespaceFromConfig(st *specs.State, data []byte) (string, error) {
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return "", fmt.Errorf("bundle config: %w", err)
 	}
+	return namespaceOf(st, &spec)
+}
+
+// namespaceOf is the path of the container's network namespace: the path config.json names (a
+// pod's app containers join the sandbox's /proc/<pid>/ns/net), else the namespace the runtime
+// created for the container's own process. errNoNamespace when there is none to act on.
+func namespaceOf(st *specs.State, spec *specs.Spec) (string, error) {
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
 			if ns.Type != specs.NetworkNamespace {

@@ -25,8 +25,9 @@ import (
 )
 
 // hookBin is the hook binary, built once for the whole package; faultBin is the same built with fault
-// injection (pkg/netns/faultinject.go), which kills itself at a chosen step.
-var hookBin, faultBin string
+// injection (pkg/netns/faultinject.go), which kills itself at a chosen step. cniBinDir holds the IPAM
+// plugins the settings tests use: the real host-local (the version go.mod names) and failipam.
+var hookBin, faultBin, cniBinDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "netdevice-hook-test")
@@ -36,9 +37,15 @@ func TestMain(m *testing.M) {
 	}
 	hookBin = filepath.Join(dir, "netdevice-hook")
 	faultBin = filepath.Join(dir, "netdevice-hook-faults")
-	for bin, tags := range map[string]string{hookBin: "", faultBin: "netdevice_faultinject"} {
-		if out, err := exec.Command("go", "build", "-tags", tags, "-o", bin, ".").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build the hook (tags %q): %v\n%s", tags, err, out)
+	cniBinDir = filepath.Join(dir, "cni")
+	for _, b := range []struct{ out, tags, pkg string }{
+		{hookBin, "", "."},
+		{faultBin, "netdevice_faultinject", "."},
+		{filepath.Join(cniBinDir, "host-local"), "", "github.com/containernetworking/plugins/plugins/ipam/host-local"},
+		{filepath.Join(cniBinDir, "failipam"), "", "../../pkg/ipam/testdata/failipam"},
+	} {
+		if out, err := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, b.pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s (tags %q): %v\n%s", b.pkg, b.tags, err, out)
 			os.Exit(1)
 		}
 	}

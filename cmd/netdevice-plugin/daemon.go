@@ -144,7 +144,7 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 			CNIBinDir: f.cniBinDir, LeaseDir: f.leaseDir}),
 		Servers:        m.Servers(mgr),
 		Links:          netdev.WatchLinks,
-		ReconcileLinks: reconcileReturned,
+		ReconcileLinks: func() error { return reconcileReturned(f.sysfsRoot) },
 		RescanInterval: f.rescan,
 		Observer:       m,
 		StateFile:      f.stateFile,
@@ -181,10 +181,16 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// reconcileReturned gives links the kernel returned from dead pod namespaces their host names back.
-func reconcileReturned() error {
-	back, err := netns.ReconcileReturned(netns.Options{})
+// reconcileReturned gives links and RDMA devices the kernel returned from dead pod namespaces their
+// host names back. The sysfs root is where it finds a PCI function's netdevs (an IPoIB netdev the
+// kernel re-created when its RDMA device came home).
+func reconcileReturned(sysfsRoot string) error {
+	back, err := netns.ReconcileReturned(netns.Options{SysfsRoot: sysfsRoot})
 	for _, r := range back {
+		if r.RDMA {
+			klog.InfoS("RDMA device back from a pod namespace renamed to its host name", "from", r.From, "to", r.To, "pciAddress", r.PCIAddress)
+			continue
+		}
 		klog.InfoS("Link back from a pod namespace renamed to its host name", "from", r.From, "to", r.To, "pciAddress", r.PCIAddress)
 	}
 	return err

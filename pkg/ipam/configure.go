@@ -39,8 +39,12 @@ func Configure(nsPath, ifName string, res *current.Result, s *netconf.Settings) 
 		if err := setSysctls(ifName, s.Sysctls); err != nil {
 			return err
 		}
-		if res != nil && len(res.IPs) > 0 {
-			if err := ipam.ConfigureIface(ifName, forInterface(res, ifName)); err != nil {
+		todo, err := missing(link, res, ifName)
+		if err != nil {
+			return err
+		}
+		if todo != nil {
+			if err := ipam.ConfigureIface(ifName, todo); err != nil {
 				return fmt.Errorf("apply the IPAM result to %s: %w", ifName, err)
 			}
 		} else if err := netlink.LinkSetUp(link); err != nil {
@@ -50,18 +54,67 @@ func Configure(nsPath, ifName string, res *current.Result, s *netconf.Settings) 
 	})
 }
 
-// forInterface is the result with its addresses on the one interface, as ConfigureIface wants it
-// (an IPAM plugin's result names no interface).
-func forInterface(res *current.Result, ifName string) *current.Result {
+// missing is what of the IPAM result the link still lacks, on the one interface as ConfigureIface
+// wants it (an IPAM plugin's result names no interface): nil when it has it all (no result, or a
+// hook finishing an attach an earlier one configured, in part or whole: the kernel refuses an
+// address or route twice). Routes get their gateway spelt out, as ConfigureIface would pick it from
+// the result's addresses, since those it already has are left out.
+func missing(link netlink.Link, res *current.Result, ifName string) (*current.Result, error) {
+	if res == nil || len(res.IPs) == 0 {
+		return nil, nil
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s in the pod: %w", ifName, err)
+	}
+	have := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		have[a.IPNet.String()] = true
+	}
 	r := *res
 	r.Interfaces = []*current.Interface{{Name: ifName}}
-	r.IPs = make([]*current.IPConfig, len(res.IPs))
-	for i, ipc := range res.IPs {
+	r.IPs = nil
+	var v4gw, v6gw net.IP
+	for _, ipc := range res.IPs {
+		if ipc.Gateway.To4() != nil && v4gw == nil {
+			v4gw = ipc.Gateway
+		} else if ipc.Gateway != nil && ipc.Gateway.To4() == nil && v6gw == nil {
+			v6gw = ipc.Gateway
+		}
+		if have[ipc.Address.String()] {
+			continue
+		}
 		c := *ipc
 		c.Interface = current.Int(0)
-		r.IPs[i] = &c
+		r.IPs = append(r.IPs, &c)
 	}
-	return &r
+	r.Routes = nil
+	for _, rt := range res.Routes {
+		c := *rt
+		if c.GW == nil {
+			if c.Dst.IP.To4() != nil {
+				c.GW = v4gw
+			} else {
+				c.GW = v6gw
+			}
+		}
+		family := netlink.FAMILY_V6
+		if c.Dst.IP.To4() != nil {
+			family = netlink.FAMILY_V4
+		}
+		dst := c.Dst
+		found, err := netlink.RouteListFiltered(family, &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &dst}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_DST)
+		if err != nil {
+			return nil, fmt.Errorf("routes of %s in the pod: %w", ifName, err)
+		}
+		if len(found) == 0 {
+			r.Routes = append(r.Routes, &c)
+		}
+	}
+	if len(r.IPs) == 0 && len(r.Routes) == 0 {
+		return nil, nil
+	}
+	return &r, nil
 }
 
 func addRoutes(link netlink.Link, routes []netconf.Route) error {

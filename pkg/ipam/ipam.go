@@ -149,6 +149,9 @@ func Add(ctx context.Context, s *netconf.Settings, device, containerID, netns, i
 		return nil, fmt.Errorf("pool %s: %w", s.Pool, err)
 	}
 	l := &Lease{Pool: s.Pool, Device: device, ContainerID: containerID, IfName: ifName, NetNS: netns, Netconf: conf, CNIBinDir: s.CNIBinDir, Since: time.Now().UTC()}
+	if _, _, err := plugin(l); err != nil { // nothing to lease from (and none to release it)
+		return nil, err
+	}
 	if err := writeLease(path, l); err != nil {
 		return nil, err
 	}
@@ -190,13 +193,9 @@ func Release(ctx context.Context, path string) (*Lease, error) {
 
 // call runs the lease's IPAM plugin with the command, as a CNI runtime does.
 func call(ctx context.Context, l *Lease, command string) (*current.Result, json.RawMessage, error) {
-	pluginType, err := netconf.IPAMType(ipamOf(l.Netconf))
+	pluginType, plugin, err := plugin(l)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pool %s: %w", l.Pool, err)
-	}
-	plugin, err := invoke.FindInPath(pluginType, []string{l.CNIBinDir})
-	if err != nil {
-		return nil, nil, fmt.Errorf("pool %s: IPAM plugin %s: %w", l.Pool, pluginType, err)
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
 	defer cancel()
@@ -222,6 +221,17 @@ func call(ctx context.Context, l *Lease, command string) (*current.Result, json.
 		return nil, nil, fmt.Errorf("pool %s: IPAM result: %w", l.Pool, err)
 	}
 	return res, raw, nil
+}
+
+// plugin is the lease's IPAM plugin: its type and the path of its binary in the lease's CNI folder.
+func plugin(l *Lease) (pluginType, path string, err error) {
+	if pluginType, err = netconf.IPAMType(ipamOf(l.Netconf)); err != nil {
+		return "", "", fmt.Errorf("pool %s: %w", l.Pool, err)
+	}
+	if path, err = invoke.FindInPath(pluginType, []string{l.CNIBinDir}); err != nil {
+		return "", "", fmt.Errorf("pool %s: IPAM plugin %s: %w", l.Pool, pluginType, err)
+	}
+	return pluginType, path, nil
 }
 
 func ipamOf(conf json.RawMessage) json.RawMessage {

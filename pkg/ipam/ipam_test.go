@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,16 +116,7 @@ func TestAddConfigureRelease(t *testing.T) {
 	if got := pod.GlobalAddrs(t, "net1"); !slices.Equal(got, []string{"10.77.0.2/24"}) {
 		t.Errorf("addresses %v", got)
 	}
-	routes, err := pod.H.RouteList(link, netlink.FAMILY_V4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dsts []string
-	for _, r := range routes {
-		if r.Dst != nil {
-			dsts = append(dsts, fmt.Sprintf("%s via %s", r.Dst, r.Gw))
-		}
-	}
+	dsts := routesVia(t, pod, "net1")
 	for _, want := range []string{"10.78.0.0/16 via 10.77.0.1", "10.99.0.0/16 via 10.77.0.1"} {
 		if !slices.Contains(dsts, want) {
 			t.Errorf("routes %v lack %s", dsts, want)
@@ -132,6 +124,20 @@ func TestAddConfigureRelease(t *testing.T) {
 	}
 	if v := readSysctl(t, pod.Path, "/proc/sys/net/ipv4/conf/net1/arp_ignore"); v != "1" {
 		t.Errorf("arp_ignore = %q, want 1", v)
+	}
+	// A hook finishing an attach configures again: what the link has is not added twice (the
+	// kernel would refuse it), what it lacks is.
+	if err := pod.H.RouteDel(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: mustCIDR(t, "10.78.0.0/16"), Gw: net.ParseIP("10.77.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ipam.Configure(pod.Path, "net1", res, s); err != nil {
+		t.Fatalf("configure again: %v", err)
+	}
+	if got := pod.GlobalAddrs(t, "net1"); !slices.Equal(got, []string{"10.77.0.2/24"}) {
+		t.Errorf("addresses after configuring again %v", got)
+	}
+	if got := routesVia(t, pod, "net1"); !slices.Contains(got, "10.78.0.0/16 via 10.77.0.1") {
+		t.Errorf("the removed route was not added again: %v", got)
 	}
 
 	again, err := ipam.Add(ctx, s, "0000:3b:01.0", "sandbox-1", pod.Path, "net1")
@@ -162,6 +168,31 @@ func TestAddConfigureRelease(t *testing.T) {
 	if l, err := ipam.Release(ctx, ipam.LeasePath(s.LeaseDir, s.Pool, "0000:3b:01.0")); l != nil || err != nil {
 		t.Errorf("second Release = %v, %v; want nothing to do", l, err)
 	}
+}
+
+// routesVia lists the link's IPv4 routes with a destination, as "dst via gw".
+func routesVia(t *testing.T, pod *netnstest.NS, link string) []string {
+	t.Helper()
+	routes, err := pod.H.RouteList(pod.Link(t, link), netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dsts []string
+	for _, r := range routes {
+		if r.Dst != nil {
+			dsts = append(dsts, fmt.Sprintf("%s via %s", r.Dst, r.Gw))
+		}
+	}
+	return dsts
+}
+
+func mustCIDR(t *testing.T, s string) *net.IPNet {
+	t.Helper()
+	_, n, err := net.ParseCIDR(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func readSysctl(t *testing.T, nsPath, path string) string {
@@ -198,5 +229,9 @@ func TestAddFails(t *testing.T) {
 	s.IPAM = json.RawMessage(`{"type":"no-such-plugin"}`)
 	if _, err := ipam.Add(context.Background(), s, "0000:3b:01.0", "sandbox-1", "/proc/self/ns/net", "net1"); err == nil || !strings.Contains(err.Error(), "no-such-plugin") {
 		t.Errorf("missing plugin: %v", err)
+	}
+	// nothing was leased, so nothing is left for the daemon to release (it could not: no plugin)
+	if leases, err := ipam.Leases(s.LeaseDir); err != nil || len(leases) != 0 {
+		t.Errorf("leases left by a missing plugin: %v, %v", leases, err)
 	}
 }

@@ -29,6 +29,9 @@ type Result struct {
 	Moved []Moved
 	// Already: nothing to move; attach found the device in the pod, detach found it home.
 	Already bool
+	// InPlace: links of the target attach found in the pod complete, as an earlier attach left them
+	// (the pod may have renamed them since: PodName is their name now).
+	InPlace []Moved
 	// Finished: links an earlier hook left half way (it was killed), or the kernel handed back from a
 	// destroyed namespace, that this call completed where they were: in the pod for Attach, on the
 	// host for Detach. PodName is the name they had there.
@@ -152,6 +155,9 @@ func (s *session) attach(pod *space) (Result, error) {
 		}
 	}
 	res := Result{Already: len(p.move) == 0 && len(toPod) == 0}
+	for _, pl := range p.complete {
+		res.InPlace = append(res.InPlace, Moved{HostName: pl.hostName, PodName: pl.link.Attrs().Name, PCIAddress: s.t.PCIAddress})
+	}
 	if len(p.move) == 0 && len(p.finish) == 0 && len(toPod) == 0 {
 		return res, nil
 	}
@@ -242,7 +248,7 @@ func (s *session) attach(pod *space) (Result, error) {
 
 	// Links already in the pod are finished first, so they keep the lower pod-side names.
 	for _, j := range p.finish {
-		name, err := finishInPod(pod, j.pl.link, j.facts, s.podName(j.pl.hostName))
+		name, err := finishInPod(pod, j.pl.link, s.inPod(j.facts), s.podName(j.pl.hostName))
 		if err != nil {
 			err = fmt.Errorf("finish the earlier attach of %s, found in the pod as %s: %w", j.pl.hostName, j.pl.link.Attrs().Name, err)
 			if len(rdmaBacks) == 0 {
@@ -278,10 +284,11 @@ type finishing struct {
 
 // attachPlan is what attach found of the target's netdevs and will do with them.
 type attachPlan struct {
-	rec    *record // the record as read, nil when there is none or it was stale
-	view   *defroute.View
-	move   []hostLink  // to move from the host into the pod
-	finish []finishing // to finish in the pod
+	rec      *record // the record as read, nil when there is none or it was stale
+	view     *defroute.View
+	move     []hostLink  // to move from the host into the pod
+	finish   []finishing // to finish in the pod
+	complete []podLink   // in the pod complete: left as they are
 }
 
 // planAttach looks for the target's netdevs in the pod and on the host and decides what attach does
@@ -322,7 +329,10 @@ func (s *session) planAttach(pod *space, rec *record) (attachPlan, error) {
 
 	// What is finished in the pod: links of ours an attach or a detach left half way there. A record
 	// at rest says the attach completed: what the pod did with the link since is its business.
-	var finish []finishing
+	var (
+		finish   []finishing
+		complete []podLink
+	)
 	for _, pl := range inPod {
 		if !pl.ours {
 			continue // put there by something else
@@ -331,10 +341,13 @@ func (s *session) planAttach(pod *space, rec *record) (attachPlan, error) {
 		if f, ok := rec.facts(pl.hostName); ok {
 			if rec.InFlight != "" {
 				finish = append(finish, finishing{pl, &f})
+			} else {
+				complete = append(complete, pl)
 			}
 			continue
 		}
 		if isNameLike(pl.link.Attrs().Name, want) && isUp(pl.link) {
+			complete = append(complete, pl)
 			continue
 		}
 		addrs, err := pod.globalAddrs(pl.link)
@@ -347,7 +360,7 @@ func (s *session) planAttach(pod *space, rec *record) (attachPlan, error) {
 		}
 		finish = append(finish, finishing{pl, nil})
 	}
-	return attachPlan{rec: rec, view: view, move: move, finish: finish}, nil
+	return attachPlan{rec: rec, view: view, move: move, finish: finish, complete: complete}, nil
 }
 
 // withAttachFacts adds to next what the plan's links lack in it: the facts of the links that move
@@ -454,6 +467,17 @@ func finishInPod(pod *space, l netlink.Link, f *linkFacts, want string) (string,
 	return name, nil
 }
 
+// inPod is what of a link's host facts it takes into the pod: all of them, or all but its addresses
+// when the pool gives the pod its own (Options.DropHostAddresses). The record keeps them all.
+func (s *session) inPod(f *linkFacts) *linkFacts {
+	if f == nil || !s.o.DropHostAddresses || len(f.Addrs) == 0 {
+		return f
+	}
+	g := *f
+	g.Addrs = nil
+	return &g
+}
+
 // applyPod gives a link in the pod, now called name, the recorded MTU and addresses, and sets it up.
 func applyPod(pod *space, l netlink.Link, name string, f linkFacts) error {
 	if f.MTU > 0 && l.Attrs().MTU != f.MTU {
@@ -508,7 +532,7 @@ func (s *session) attachOne(pod *space, hl hostLink, f linkFacts) (Moved, func()
 		_, err := bringHome(pod, host, pl, f)
 		return err
 	}
-	if err := applyPod(pod, pl, podName, f); err != nil {
+	if err := applyPod(pod, pl, podName, *s.inPod(&f)); err != nil {
 		if rerr := back(); rerr != nil {
 			return Moved{}, nil, fmt.Errorf("%w; moving %s back failed too: %w", err, hl.hostName, rerr)
 		}

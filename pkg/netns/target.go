@@ -116,6 +116,9 @@ type Options struct {
 	// (see Attach). Empty: nothing RDMA is done, unless the device's record lists RDMA devices that a
 	// killed hook left away (those are finished).
 	RDMADevices []string
+	// DropHostAddresses: the link's host addresses stay behind (in its record, for its way home)
+	// instead of going into the pod with it: the pool gives the pod its own (IPAM).
+	DropHostAddresses bool
 	// RDMA is how RDMA devices are listed, moved and renamed. nil: the kernel's, through netlink
 	// (rdma.Netlink). Tests use a recording fake (package rdmafake).
 	RDMA rdma.Links
