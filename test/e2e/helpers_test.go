@@ -410,10 +410,13 @@ func pluginBinaries(t *testing.T) plugin {
 }
 
 // startPlugin copies the hook into the work folder (the CDI spec names its absolute path), writes
-// the config and starts the daemon against the stack's kubelet, with its CDI specs and its state file
-// in the work folder too (the host's /var/run/cdi and /run/netdevice-plugin may hold a real
-// installation's).
-func startPlugin(t *testing.T, st *stack.Stack, p plugin, config string) {
+// the config and starts the daemon against the stack's kubelet, with its CDI specs, state file,
+// device-information files and IPAM leases in the work folder too (the host's /var/run/cdi,
+// /run/netdevice-plugin, /var/run/k8s.cni.cncf.io and /var/lib/netdevice-plugin may hold a real
+// installation's); IPAM plugins come from the stack's CNI plugins. It asks the kubelet which devices
+// pods hold every second, so that released devices give their addresses back quickly. extra flags
+// follow these (a later one wins).
+func startPlugin(t *testing.T, st *stack.Stack, p plugin, config string, extra ...string) {
 	t.Helper()
 	binDir := filepath.Join(st.Paths.Work, "bin")
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
@@ -438,13 +441,23 @@ func startPlugin(t *testing.T, st *stack.Stack, p plugin, config string) {
 		"--hook-path", hook,
 		"--device-plugin-dir", "/var/lib/kubelet/device-plugins",
 		"--plugins-registry-dir", st.Paths.PluginsRegistryDir(),
+		"--devinfo-dir", filepath.Join(st.Paths.Work, "devinfo"),
+		"--cni-bin-dir", st.Opts.Bins.CNIBinDir,
+		"--ipam-lease-dir", leaseDir(st),
+		"--pod-resources-socket", st.Paths.PodResourcesSocket(),
+		"--kubelet-sync-interval", "1s",
 		"-v=4",
 	}
+	args = append(args, extra...)
 	if _, err := st.StartProcess("netdevice-plugin", p.Daemon, args...); err != nil {
 		t.Fatalf("start netdevice-plugin: %v", err)
 	}
 	logf("netdevice-plugin started: %s %s", p.Daemon, strings.Join(args, " "))
 }
+
+// leaseDir is where the daemon and the hook keep IPAM leases; ipamStore is host-local's store.
+func leaseDir(st *stack.Stack) string  { return filepath.Join(st.Paths.Work, "ipam-leases") }
+func ipamStore(st *stack.Stack) string { return filepath.Join(st.Paths.Work, "ipam-store") }
 
 // pluginAlive fails the test when the daemon exited.
 func pluginAlive(t *testing.T, st *stack.Stack) {

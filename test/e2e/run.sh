@@ -33,7 +33,7 @@ log() { echo "run.sh: $*" >&2; }
 
 CLUSTER=-e2e.cluster=true
 case "$MODE" in
-all) RUN='^(TestSmoke|TestScenarios|TestCluster)$' ;;
+all) RUN='^(TestSmoke|TestScenarios|TestRDMA|TestCluster)$' ;;
 cluster) RUN='^TestCluster$' ;;
 smoke) RUN='^TestSmoke$' CLUSTER= ;;
 scenarios) RUN='^TestScenarios$' CLUSTER= ;;

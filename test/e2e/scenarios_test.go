@@ -19,6 +19,7 @@ const (
 	net1Resource = "networking.k8s.io/e2e-net1"
 	net2Resource = "networking.k8s.io/e2e-net2"
 	vethResource = "networking.k8s.io/e2e-veth"
+	ipamResource = "networking.k8s.io/e2e-ipam"
 
 	attachTimeout = 90 * time.Second
 	homeTimeout   = 60 * time.Second
@@ -28,10 +29,14 @@ const (
 // pools, and a veth whose peer stays on the host so traffic can reach the pod through it.
 type scenarioLinks struct {
 	Seed, Net1, Net2, Veth, Peer string
+	// IPAM0 and IPAM1 are the two ends of one veth, both in the IPAM pool (they stand in for two VFs
+	// of one PF): two pods that get them can reach each other.
+	IPAM0, IPAM1 string
 }
 
 func newScenarioLinks(tok string) scenarioLinks {
-	return scenarioLinks{Seed: "dummy0", Net1: "nd" + tok + "a0", Net2: "nd" + tok + "b0", Veth: "nd" + tok + "v0", Peer: "nd" + tok + "p0"}
+	return scenarioLinks{Seed: "dummy0", Net1: "nd" + tok + "a0", Net2: "nd" + tok + "b0", Veth: "nd" + tok + "v0", Peer: "nd" + tok + "p0",
+		IPAM0: "nd" + tok + "i0", IPAM1: "nd" + tok + "i1"}
 }
 
 const (
@@ -42,15 +47,19 @@ const (
 )
 
 // scenarioConfig is the daemon's config: the seed pool, two pools renamed in the pod by podIfName,
-// and the veth pool. Selectors use this run's token so other links on the machine stay untouched.
-func scenarioConfig(tok string) string {
+// the veth pool, and a pool whose pods get addresses from host-local (its store in ipamStore).
+// Selectors use this run's token so other links on the machine stay untouched.
+func scenarioConfig(tok, ipamStore string) string {
 	return fmt.Sprintf(`{"resourceList":[
   {"resourceName":"netdevice","selectors":[{"ifNames":["dummy*"]}]},
   {"resourceName":"e2e-net1","podIfName":"net1","selectors":[{"ifNames":["nd%[1]sa*"]}]},
   {"resourceName":"e2e-net2","podIfName":"net2","selectors":[{"ifNames":["nd%[1]sb*"]}]},
-  {"resourceName":"e2e-veth","selectors":[{"ifNames":["nd%[1]sv*"]}]}
+  {"resourceName":"e2e-veth","selectors":[{"ifNames":["nd%[1]sv*"]}]},
+  {"resourceName":"e2e-ipam","podIfName":"net1","mtu":%[3]d,
+   "ipam":{"type":"host-local","dataDir":%[2]q,"ranges":[[{"subnet":%[4]q}]]},
+   "selectors":[{"ifNames":["nd%[1]si*"]}]}
 ]}
-`, tok)
+`, tok, ipamStore, ipamMTU, ipamSubnet)
 }
 
 // TestScenarios runs, against a standalone kubelet (static pods) and the daemon as a host process,
@@ -70,15 +79,17 @@ func TestScenarios(t *testing.T) {
 	addHostLink(t, st, hostLink{Name: l.Net1})
 	addHostLink(t, st, hostLink{Name: l.Net2})
 	addHostLink(t, st, hostLink{Name: l.Veth, Addr: vethAddr, Peer: l.Peer, PAddr: peerAddr})
+	addHostLink(t, st, hostLink{Name: l.IPAM0, Peer: l.IPAM1})
 
 	all := stack.Devices{
 		seedResource: {l.Seed},
 		net1Resource: {l.Net1},
 		net2Resource: {l.Net2},
 		vethResource: {l.Veth},
+		ipamResource: {l.IPAM0, l.IPAM1},
 	}
 	started := time.Now()
-	startPlugin(t, st, p, scenarioConfig(tok))
+	startPlugin(t, st, p, scenarioConfig(tok, ipamStore(st)))
 	// The capacity must be there before any pod manifest appears (E2E-NOTES.md).
 	if err := waitAllocatable(ctx, st, all, 60*time.Second); err != nil {
 		pluginAlive(t, st)
@@ -94,6 +105,7 @@ func TestScenarios(t *testing.T) {
 		{"4-container-restart", scenarioContainerRestart},
 		{"5-kubelet-restart", scenarioKubeletRestart},
 		{"6-too-many-devices", scenarioTooMany},
+		{"7-ipam", func(t *testing.T, st *stack.Stack, l scenarioLinks, _ stack.Devices) { scenarioIPAM(t, st, p, tok, l) }},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
@@ -336,7 +348,7 @@ func scenarioTooMany(t *testing.T, st *stack.Stack, l scenarioLinks, all stack.D
 	if sbs, err := st.Sandboxes(ctx, p.Name); err != nil || len(sbs) != 0 {
 		t.Errorf("rejected pod %s has sandboxes %v (err %v), want none", p.Name, sbs, err)
 	}
-	for _, n := range []string{l.Seed, l.Net1, l.Net2, l.Veth, l.Peer} {
+	for _, n := range []string{l.Seed, l.Net1, l.Net2, l.Veth, l.Peer, l.IPAM0, l.IPAM1} {
 		if !onHost(n) {
 			t.Errorf("link %s left the host for a rejected pod", n)
 		}
