@@ -39,3 +39,32 @@ func BenchmarkNetlinkMove(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHookAttachDetachIPAM is BenchmarkHookAttachDetach for a pool with host-local IPAM, an MTU
+// and a route. "same sandbox": a container restarting in its pod (the lease is reused, no plugin
+// call after the first); "new sandbox": every attach is a new pod on the device (the old lease is
+// released, DEL, and a new one taken, ADD: two plugin executions).
+func BenchmarkHookAttachDetachIPAM(b *testing.B) {
+	netnstest.RequireRoot(b)
+	for _, newSandbox := range []bool{false, true} {
+		name := map[bool]string{false: "same sandbox", true: "new sandbox"}[newSandbox]
+		b.Run(name, func(b *testing.B) {
+			pod := netnstest.New(b)
+			dev, _ := device(b, netnstest.Own(b), 1)
+			h := hook{lockDir: b.TempDir()}
+			ip := newIPAM(b, "host-local")
+			args := []string{"--host-ifname", dev, "--pod-ifname", "net1", "--netconf", ip.arg(b)}
+			bundles := []string{sandboxBundle(b, pod.Path, "sandbox-a"), sandboxBundle(b, pod.Path, "sandbox-b")}
+			i := 0
+			for b.Loop() {
+				bdl := bundles[0]
+				if newSandbox {
+					bdl = bundles[i%2]
+				}
+				i++
+				h.mustRun(b, state(b, specs.StateCreating, 1, bdl), append([]string{"attach"}, args...)...)
+				h.mustRun(b, state(b, specs.StateStopped, 0, bdl), append([]string{"detach"}, args...)...)
+			}
+		})
+	}
+}

@@ -28,7 +28,7 @@ type ipamSetup struct {
 	settings      netconf.Settings
 }
 
-func newIPAM(t *testing.T, ipamType string) *ipamSetup {
+func newIPAM(t testing.TB, ipamType string) *ipamSetup {
 	t.Helper()
 	s := &ipamSetup{store: t.TempDir(), leases: t.TempDir()}
 	conf := fmt.Sprintf(`{"type":%q,"dataDir":%q,"ranges":[[{"subnet":"10.77.0.0/24","gateway":"10.77.0.1"}]],"routes":[{"dst":"10.78.0.0/16"}]}`, ipamType, s.store)
@@ -37,7 +37,7 @@ func newIPAM(t *testing.T, ipamType string) *ipamSetup {
 	return s
 }
 
-func (s *ipamSetup) arg(t *testing.T) string {
+func (s *ipamSetup) arg(t testing.TB) string {
 	t.Helper()
 	arg, err := s.settings.Encode()
 	if err != nil {
@@ -67,7 +67,7 @@ func (s *ipamSetup) held(t *testing.T) []string {
 
 // sandboxBundle is a bundle as containerd's CRI plugin writes it for a pod's app container: the
 // sandbox's network namespace and its ID in an annotation.
-func sandboxBundle(t *testing.T, nsPath, sandbox string) string {
+func sandboxBundle(t testing.TB, nsPath, sandbox string) string {
 	t.Helper()
 	dir := t.TempDir()
 	spec := specs.Spec{Version: specs.Version, Annotations: map[string]string{"io.kubernetes.cri.sandbox-id": sandbox},

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end tests against a real kubelet, containerd and runc on this machine (root).
 #
-#   test/e2e/run.sh            everything: the smoke test, the standalone-kubelet scenarios, and the
-#                              cluster (control plane from source, the plugin installed with
+#   test/e2e/run.sh            everything: the smoke test, the standalone-kubelet scenarios (IPAM and RDMA
+#                              among them), and the cluster (control plane from source, the plugin installed with
 #                              kubectl apply -k, five scenarios); exit non-zero on any failure
 #   test/e2e/run.sh cluster    only the cluster test
-#   test/e2e/run.sh scenarios  only the standalone-kubelet scenarios
+#   test/e2e/run.sh scenarios  only the standalone-kubelet scenarios (TestScenarios, TestRDMA)
 #   test/e2e/run.sh smoke      only the smoke test (needs no device plugin)
 #   test/e2e/run.sh demo       the seed demo for a person, on the cluster: the README's install,
 #                              dummy0 on the node, the node's allocatable, kubectl exec ... ip a in
@@ -36,7 +36,7 @@ case "$MODE" in
 all) RUN='^(TestSmoke|TestScenarios|TestRDMA|TestCluster)$' ;;
 cluster) RUN='^TestCluster$' ;;
 smoke) RUN='^TestSmoke$' CLUSTER= ;;
-scenarios) RUN='^TestScenarios$' CLUSTER= ;;
+scenarios) RUN='^(TestScenarios|TestRDMA)$' CLUSTER= ;;
 demo) RUN='^TestClusterDemo$' ;;
 teardown) RUN= ;;
 *)
