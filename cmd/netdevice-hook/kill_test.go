@@ -321,7 +321,7 @@ func (r *killRig) atHome(t *testing.T, ctx string) {
 	if got := sortedNames(t, r.pod); !slices.Equal(got, r.podLinks) {
 		t.Fatalf("%s: pod links %v, want %v", ctx, got, r.podLinks)
 	}
-	if got := lockDirFiles(t, r.h.lockDir); len(got) != 0 {
+	if got := netnstest.RecordFiles(t, r.h.lockDir); len(got) != 0 {
 		t.Fatalf("%s: the lock directory keeps %v", ctx, got)
 	}
 	r.rdmaAt(t, "host", ctx)
@@ -365,7 +365,7 @@ func (r *killRig) inPod(t *testing.T, ctx string) {
 	if got := sortedNames(t, r.host); !slices.Equal(got, hostWant) {
 		t.Fatalf("%s: host links %v, want %v", ctx, got, hostWant)
 	}
-	if got := lockDirFiles(t, r.h.lockDir); os.Getenv("NETDEVICE_HOOK_TEST_BIN") == "" && (len(got) != 1 || !strings.HasSuffix(got[0], ".json")) {
+	if got := netnstest.RecordFiles(t, r.h.lockDir); os.Getenv("NETDEVICE_HOOK_TEST_BIN") == "" && (len(got) != 1 || !strings.HasSuffix(got[0], ".json")) {
 		t.Fatalf("%s: the lock directory holds %v, want the record alone", ctx, got)
 	}
 	r.rdmaAt(t, "pod", ctx)
@@ -393,22 +393,6 @@ func (r *killRig) noneLost(t *testing.T, ctx string) {
 	if len(r.rdma) > 0 && len(ours(t, r.pod)) > 0 {
 		r.rdmaAt(t, "pod", ctx+": a netdev is in the pod")
 	}
-}
-
-// lockDirFiles lists what the lock directory holds besides lock files.
-func lockDirFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".lock") {
-			names = append(names, e.Name())
-		}
-	}
-	return names
 }
 
 // steps counts the fault-injection steps of one op from its start state.

@@ -73,9 +73,6 @@ const maxConfigBytes = 16 << 20
 // are clipped where they are quoted, and the line as a whole is clipped here.
 const maxLine = 4096
 
-// maxShown bounds how much of one value from outside a message repeats.
-const maxShown = 64
-
 // maxWord is the longest word errorLine prints unclipped: no word of a message of ours is that long.
 const maxWord = 256
 
@@ -290,17 +287,8 @@ func pathless(err error) error {
 	return err
 }
 
-// clip is s, or its first maxShown bytes (whole UTF-8 characters) and how long it was.
-func clip(s string) string {
-	if len(s) <= maxShown {
-		return s
-	}
-	cut := maxShown
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s...(%d bytes)", s[:cut], len(s))
-}
+// clip quotes a value from outside, as the netns package does.
+func clip(s string) string { return netns.Clip(s) }
 
 // errorLine is the one line printed for err: "netdevice-hook: " and the message with its white space
 // folded, at most maxLine bytes, valid UTF-8.

@@ -20,6 +20,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam/ipamtest"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
 )
@@ -37,17 +38,16 @@ func TestMain(m *testing.M) {
 	}
 	hookBin = filepath.Join(dir, "netdevice-hook")
 	faultBin = filepath.Join(dir, "netdevice-hook-faults")
-	cniBinDir = filepath.Join(dir, "cni")
-	for _, b := range []struct{ out, tags, pkg string }{
-		{hookBin, "", "."},
-		{faultBin, "netdevice_faultinject", "."},
-		{filepath.Join(cniBinDir, "host-local"), "", "github.com/containernetworking/plugins/plugins/ipam/host-local"},
-		{filepath.Join(cniBinDir, "failipam"), "", "../../pkg/ipam/testdata/failipam"},
-	} {
-		if out, err := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, b.pkg).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s (tags %q): %v\n%s", b.pkg, b.tags, err, out)
+	for bin, tags := range map[string]string{hookBin: "", faultBin: "netdevice_faultinject"} {
+		if out, err := exec.Command("go", "build", "-tags", tags, "-o", bin, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build the hook (tags %q): %v\n%s", tags, err, out)
 			os.Exit(1)
 		}
+	}
+	cniBinDir = filepath.Join(dir, "cni")
+	if err := ipamtest.BuildPlugins(cniBinDir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	// NETDEVICE_HOOK_TEST_BIN runs the tests against another build of the hook (an older one, to
 	// see which tests it fails).

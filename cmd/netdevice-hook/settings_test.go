@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam/ipamtest"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netconf"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
@@ -49,18 +50,9 @@ func (s *ipamSetup) arg(t testing.TB) string {
 // held lists the addresses host-local holds for the pool.
 func (s *ipamSetup) held(t *testing.T) []string {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(s.store, ipam.NetworkName(ipamPool)))
-	if os.IsNotExist(err) {
-		return nil
-	}
+	ips, err := ipamtest.Held(s.store, ipamPool)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var ips []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "10.") {
-			ips = append(ips, e.Name())
-		}
 	}
 	return ips
 }

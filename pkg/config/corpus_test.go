@@ -43,19 +43,26 @@ func corpusFiles(t testing.TB, dir string) []string {
 // expectation names the file holding what input must give: "seed.yaml" -> "seed.yaml.want.json".
 func expectation(input, suffix string) string { return input + suffix }
 
+// parseFile parses a corpus config that must load; it returns the file's bytes too.
+func parseFile(t *testing.T, file string) (*config.Config, []byte) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := config.Parse(data, "")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return got, data
+}
+
 // TestGoodCorpus parses every good config and compares the result with its .want.json, the
 // encoding/json form of the expected Config (written by -update, checked by eye).
 func TestGoodCorpus(t *testing.T) {
 	for _, file := range corpusFiles(t, filepath.Join(corpus, "good")) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := config.Parse(data, "")
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
+			got, _ := parseFile(t, file)
 			compareWant(t, file, got)
 		})
 	}
@@ -139,14 +146,7 @@ func compareErr(t *testing.T, file string, err error) {
 func TestStrictCorpus(t *testing.T) {
 	for _, file := range corpusFiles(t, filepath.Join(corpus, "strict")) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := config.Parse(data, "")
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
+			got, data := parseFile(t, file)
 			if len(got.Warnings) == 0 {
 				t.Error("no warning: the file belongs in good/")
 			}

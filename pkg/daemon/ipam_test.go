@@ -5,41 +5,35 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam/ipamtest"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netconf"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
 )
 
 var (
-	hostLocalOnce sync.Once
-	hostLocalDir  string
-	hostLocalErr  error
+	cniBinOnce sync.Once
+	cniBinDir  string
+	cniBinErr  error
 )
 
 // cniBin builds the real host-local IPAM plugin (go.mod's version) once per test binary.
 func cniBin(t *testing.T) string {
 	t.Helper()
-	hostLocalOnce.Do(func() {
-		hostLocalDir, hostLocalErr = os.MkdirTemp("", "daemon-cni-")
-		if hostLocalErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(hostLocalDir, "host-local"), "github.com/containernetworking/plugins/plugins/ipam/host-local")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			hostLocalErr = fmt.Errorf("build host-local: %v: %s", err, out)
+	cniBinOnce.Do(func() {
+		if cniBinDir, cniBinErr = os.MkdirTemp("", "daemon-cni-"); cniBinErr == nil {
+			cniBinErr = ipamtest.BuildPlugins(cniBinDir)
 		}
 	})
-	if hostLocalErr != nil {
-		t.Fatal(hostLocalErr)
+	if cniBinErr != nil {
+		t.Fatal(cniBinErr)
 	}
-	return hostLocalDir
+	return cniBinDir
 }
 
 // An IPAM lease is released (DEL: the address is free in host-local's store again) once the kubelet

@@ -3,12 +3,9 @@ package ipam_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam/ipamtest"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netconf"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
 )
@@ -33,16 +31,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for pkg, name := range map[string]string{
-		"github.com/containernetworking/plugins/plugins/ipam/host-local": "host-local",
-		"./testdata/failipam": "failipam",
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
-			os.Exit(1)
-		}
+	if err := ipamtest.BuildPlugins(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -62,18 +53,9 @@ func hostLocal(t *testing.T) (conf, dataDir string) {
 // stored lists the addresses host-local holds for the pool's network.
 func stored(t *testing.T, dataDir string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(dataDir, ipam.NetworkName("example.com/ipam")))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	ips, err := ipamtest.Held(dataDir, "example.com/ipam")
 	if err != nil {
 		t.Fatal(err)
-	}
-	var ips []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "10.") {
-			ips = append(ips, e.Name())
-		}
 	}
 	return ips
 }

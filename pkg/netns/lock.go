@@ -73,10 +73,10 @@ func openLockDir(dir string) (*os.File, error) {
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
-		return nil, fmt.Errorf("lock directory %s is a symlink or no directory: refusing it", short(dir))
+		return nil, fmt.Errorf("lock directory %s is a symlink or no directory: refusing it", Clip(dir))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("lock directory %s: %w", short(dir), err)
+		return nil, fmt.Errorf("lock directory %s: %w", Clip(dir), err)
 	}
 	return os.NewFile(uintptr(fd), dir), nil
 }

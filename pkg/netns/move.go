@@ -118,7 +118,7 @@ func Attach(podNS string, t Target, o Options) (Result, error) {
 	}
 	defer pod.close()
 	if pod.ns.Equal(s.host.ns) {
-		return Result{}, fmt.Errorf("pod network namespace %s is the host's own", short(podNS))
+		return Result{}, fmt.Errorf("pod network namespace %s is the host's own", Clip(podNS))
 	}
 	res, err := s.attach(pod)
 	if err != nil {

@@ -15,14 +15,7 @@ func BenchmarkAttachDetach(b *testing.B) {
 	netnstest.RequireRoot(b)
 	for _, fs := range []string{"disk", "tmpfs"} {
 		b.Run(fs, func(b *testing.B) {
-			lockDir := b.TempDir()
-			if fs == "tmpfs" {
-				var err error
-				if lockDir, err = os.MkdirTemp("/dev/shm", "netns-bench"); err != nil {
-					b.Skip("no tmpfs at /dev/shm:", err)
-				}
-				b.Cleanup(func() { _ = os.RemoveAll(lockDir) })
-			}
+			lockDir := benchLockDir(b, fs)
 			host, pod := netnstest.New(b), netnstest.New(b)
 			dev, _ := host.Veth(b)
 			host.AddAddr(b, dev, "198.18.50.1/24")
@@ -47,14 +40,7 @@ func BenchmarkAttachDetach(b *testing.B) {
 func BenchmarkRecord(b *testing.B) {
 	for _, fs := range []string{"disk", "tmpfs"} {
 		b.Run(fs, func(b *testing.B) {
-			lockDir := b.TempDir()
-			if fs == "tmpfs" {
-				var err error
-				if lockDir, err = os.MkdirTemp("/dev/shm", "netns-bench"); err != nil {
-					b.Skip("no tmpfs at /dev/shm:", err)
-				}
-				b.Cleanup(func() { _ = os.RemoveAll(lockDir) })
-			}
+			lockDir := benchLockDir(b, fs)
 			t := Target{HostName: "eth1"}
 			lock, err := lockDevice(lockDir, t.lockKey())
 			if err != nil {
@@ -80,4 +66,17 @@ func BenchmarkRecord(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchLockDir is a lock folder on disk (ext4, as b.TempDir here) or on tmpfs (/dev/shm).
+func benchLockDir(b *testing.B, fs string) string {
+	if fs != "tmpfs" {
+		return b.TempDir()
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "netns-bench")
+	if err != nil {
+		b.Skip("no tmpfs at /dev/shm:", err)
+	}
+	b.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
 }

@@ -392,23 +392,6 @@ func writeRecordOf(t *testing.T, host *netnstest.NS, lockDir string, target Targ
 	}
 }
 
-// recordFiles lists the lock directory's files other than lock files: records, and temporary files
-// a writer left.
-func recordFiles(t *testing.T, lockDir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(lockDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".lock") {
-			names = append(names, e.Name())
-		}
-	}
-	return names
-}
-
 // TestAttachFinishesHalfDone: a hook killed between the move and the set-up leaves our link in the
 // pod, down, without addresses, maybe under its travel name, and its record. The next attach (the
 // runtime retries the container) must finish the job from the record, addresses included.
@@ -495,7 +478,7 @@ func TestAttachFinishesHalfDone(t *testing.T) {
 			if got := host.State(t, dev); !got.Equal(before) {
 				t.Errorf("back home %s is %+v, want %+v", dev, got, before)
 			}
-			if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+			if got := netnstest.RecordFiles(t, opts.LockDir); len(got) != 0 {
 				t.Errorf("the lock directory keeps %v", got)
 			}
 		})
@@ -557,7 +540,7 @@ func TestDetachAfterHalfAttach(t *testing.T) {
 	if got := host.State(t, dev); !got.Equal(before) {
 		t.Errorf("home %s is %+v, want %+v", dev, got, before)
 	}
-	if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+	if got := netnstest.RecordFiles(t, opts.LockDir); len(got) != 0 {
 		t.Errorf("the lock directory keeps %v", got)
 	}
 }
@@ -633,7 +616,7 @@ func TestHalfDoneOnTheHost(t *testing.T) {
 				if host.Has(as) && as != dev {
 					t.Errorf("%s still on the host", as)
 				}
-				if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+				if got := netnstest.RecordFiles(t, opts.LockDir); len(got) != 0 {
 					t.Errorf("the lock directory keeps %v", got)
 				}
 			})
@@ -709,7 +692,7 @@ func TestRecordLifecycle(t *testing.T) {
 	if _, err := Attach(pod.Path, target, opts); err != nil {
 		t.Fatal(err)
 	}
-	if got := recordFiles(t, opts.LockDir); !slices.Equal(got, []string{target.lockKey() + ".json"}) {
+	if got := netnstest.RecordFiles(t, opts.LockDir); !slices.Equal(got, []string{target.lockKey() + ".json"}) {
 		t.Fatalf("after attach the lock directory holds %v, want the record alone", got)
 	}
 	lock, err := lockDevice(opts.LockDir, target.lockKey())
@@ -725,7 +708,7 @@ func TestRecordLifecycle(t *testing.T) {
 	if _, err := Detach(pod.Path, target, opts); err != nil {
 		t.Fatal(err)
 	}
-	if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+	if got := netnstest.RecordFiles(t, opts.LockDir); len(got) != 0 {
 		t.Errorf("after detach the lock directory keeps %v", got)
 	}
 }
@@ -745,7 +728,7 @@ func TestRecordStale(t *testing.T) {
 			if err != nil || !res.Already {
 				t.Fatalf("Detach = %+v, %v; want Already", res, err)
 			}
-			if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+			if got := netnstest.RecordFiles(t, opts.LockDir); len(got) != 0 {
 				t.Errorf("the stale record stays: %v", got)
 			}
 			if got := host.State(t, dev); !got.Equal(before) {
@@ -953,7 +936,7 @@ func TestDetachMasterGone(t *testing.T) {
 	if res, err := Detach(pod.Path, Target{HostName: dev}, opts); err != nil || !res.Already {
 		t.Errorf("Detach again = %+v, %v; want Already", res, err)
 	}
-	if got := recordFiles(t, opts.LockDir); len(got) != 0 {
+	if got := netnstest.RecordFiles(t, opts.LockDir); len(got) != 0 {
 		t.Errorf("the lock directory keeps %v", got)
 	}
 }

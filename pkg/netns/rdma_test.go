@@ -136,7 +136,7 @@ func (r *rdmaRig) atHome(t *testing.T, ctx string) {
 	if got := ours(t, r.pod); len(got) != 0 {
 		t.Fatalf("%s: the pod keeps %v", ctx, got)
 	}
-	if got := recordFiles(t, r.opts.LockDir); len(got) != 0 {
+	if got := netnstest.RecordFiles(t, r.opts.LockDir); len(got) != 0 {
 		t.Fatalf("%s: the lock directory keeps %v", ctx, got)
 	}
 }

@@ -144,7 +144,7 @@ func TestReconcileRestoresFromRecord(t *testing.T) {
 	if m := host.Link(t, dev).Attrs().MasterIndex; m != host.Link(t, br).Attrs().Index {
 		t.Errorf("%s is outside its bridge (master %d)", dev, m)
 	}
-	if files := recordFiles(t, opts.LockDir); len(files) != 0 {
+	if files := netnstest.RecordFiles(t, opts.LockDir); len(files) != 0 {
 		t.Errorf("the lock directory keeps %v", files)
 	}
 	// The pod's poststop hook runs after: the namespace is gone, the link home; nothing to do.

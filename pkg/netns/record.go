@@ -181,7 +181,7 @@ func toAddrFacts(a netlink.Addr) addrFacts {
 func (f addrFacts) addr() (netlink.Addr, error) {
 	ip, ipnet, err := net.ParseCIDR(f.Local)
 	if err != nil {
-		return netlink.Addr{}, fmt.Errorf("address %q: %w", short(f.Local), err)
+		return netlink.Addr{}, fmt.Errorf("address %q: %w", Clip(f.Local), err)
 	}
 	ipnet.IP = ip
 	a := netlink.Addr{IPNet: ipnet, Label: f.Label, Flags: f.Flags, Scope: unix.RT_SCOPE_UNIVERSE,
@@ -189,14 +189,14 @@ func (f addrFacts) addr() (netlink.Addr, error) {
 	if f.Peer != "" {
 		pip, pnet, err := net.ParseCIDR(f.Peer)
 		if err != nil {
-			return netlink.Addr{}, fmt.Errorf("peer %q: %w", short(f.Peer), err)
+			return netlink.Addr{}, fmt.Errorf("peer %q: %w", Clip(f.Peer), err)
 		}
 		pnet.IP = pip
 		a.Peer = pnet
 	}
 	if f.Broadcast != "" {
 		if a.Broadcast = net.ParseIP(f.Broadcast); a.Broadcast == nil {
-			return netlink.Addr{}, fmt.Errorf("broadcast %q is no IP address", short(f.Broadcast))
+			return netlink.Addr{}, fmt.Errorf("broadcast %q is no IP address", Clip(f.Broadcast))
 		}
 	}
 	if (f.ValidLft == nil) != (f.PreferredLft == nil) {
@@ -217,9 +217,9 @@ func (r *record) validate(t Target) error {
 	case r.Version != recordVersion:
 		return fmt.Errorf("version %d, want %d", r.Version, recordVersion)
 	case r.InFlight != "" && r.InFlight != inFlightAttach && r.InFlight != inFlightDetach:
-		return fmt.Errorf("inFlight %q is neither %q nor %q", short(r.InFlight), inFlightAttach, inFlightDetach)
+		return fmt.Errorf("inFlight %q is neither %q nor %q", Clip(r.InFlight), inFlightAttach, inFlightDetach)
 	case r.PCIAddress != t.PCIAddress || r.HostName != t.HostName:
-		return fmt.Errorf("it is the record of %s", Target{PCIAddress: short(r.PCIAddress), HostName: short(r.HostName)})
+		return fmt.Errorf("it is the record of %s", Target{PCIAddress: Clip(r.PCIAddress), HostName: Clip(r.HostName)})
 	case len(r.Links) == 0 && len(r.RDMA) == 0:
 		return errors.New("it lists no link")
 	}
@@ -308,7 +308,7 @@ func (l *deviceLock) readRecord(t Target) (*record, error) {
 		return nil, nil
 	}
 	corrupt := func(err error) error {
-		return fmt.Errorf("%w %s in %s: %w; check the device's links by hand, then remove it", errCorruptRecord, name, short(l.dir.Name()), err)
+		return fmt.Errorf("%w %s in %s: %w; check the device's links by hand, then remove it", errCorruptRecord, name, Clip(l.dir.Name()), err)
 	}
 	if err != nil {
 		return nil, corrupt(err)

@@ -41,12 +41,12 @@ func openSpace(path, what string) (*space, error) {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
 			err = fmt.Errorf("%w: %w", ErrNamespaceGone, err)
 		}
-		return nil, fmt.Errorf("open %s network namespace %s: %w", what, short(path), err)
+		return nil, fmt.Errorf("open %s network namespace %s: %w", what, Clip(path), err)
 	}
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		_ = ns.Close()
-		return nil, fmt.Errorf("netlink in %s network namespace %s: %w", what, short(path), err)
+		return nil, fmt.Errorf("netlink in %s network namespace %s: %w", what, Clip(path), err)
 	}
 	return &space{what: what, ns: ns, h: h}, nil
 }

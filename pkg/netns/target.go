@@ -60,10 +60,10 @@ type Target struct {
 func (t Target) Validate() error {
 	switch {
 	case t.PCIAddress != "" && t.HostName != "":
-		return fmt.Errorf("target names both PCI address %q and host interface %q: give one", short(t.PCIAddress), short(t.HostName))
+		return fmt.Errorf("target names both PCI address %q and host interface %q: give one", Clip(t.PCIAddress), Clip(t.HostName))
 	case t.PCIAddress != "":
 		if !pciAddressRE.MatchString(t.PCIAddress) {
-			return fmt.Errorf("PCI address %q is not of the form 0000:3b:01.0", short(t.PCIAddress))
+			return fmt.Errorf("PCI address %q is not of the form 0000:3b:01.0", Clip(t.PCIAddress))
 		}
 	case t.HostName != "":
 		if err := validIfName(t.HostName); err != nil {
@@ -186,7 +186,7 @@ func validIfName(name string) error {
 	case name == "":
 		return fmt.Errorf("empty interface name")
 	case len(name) > maxIfNameLen:
-		return fmt.Errorf("interface name %q is longer than %d bytes", short(name), maxIfNameLen)
+		return fmt.Errorf("interface name %q is longer than %d bytes", Clip(name), maxIfNameLen)
 	case name == "." || name == "..":
 		return fmt.Errorf("interface name %q is not allowed", name)
 	case strings.ContainsAny(name, "/: \t\n\r\v\f\x00") || strings.IndexByte(name, 0xa0) >= 0:
@@ -203,7 +203,7 @@ var rdmaNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`)
 // validRDMAName checks an RDMA device name (see rdmaNameRE).
 func validRDMAName(name string) error {
 	if !rdmaNameRE.MatchString(name) || name == "." || name == ".." {
-		return fmt.Errorf("RDMA device name %q is not 1 to 63 letters, digits, '_', '-' or '.'", short(name))
+		return fmt.Errorf("RDMA device name %q is not 1 to 63 letters, digits, '_', '-' or '.'", Clip(name))
 	}
 	return nil
 }
@@ -212,8 +212,9 @@ func validRDMAName(name string) error {
 // name must not make a 50 MB log line.
 const maxShown = 64
 
-// short is s, or its first maxShown bytes (whole UTF-8 characters) and how long it was.
-func short(s string) string {
+// Clip is s, or its first 64 bytes (whole UTF-8 characters) and how long it was: how this package,
+// and the hook, quote a value from outside in a message.
+func Clip(s string) string {
 	if len(s) <= maxShown {
 		return s
 	}

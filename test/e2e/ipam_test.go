@@ -6,8 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam/ipamtest"
 	"github.com/netdevice-plugin/netdevice-plugin/test/e2e/stack"
 )
 
@@ -165,20 +164,4 @@ func wantHeld(t *testing.T, st *stack.Stack, ips []string, timeout time.Duration
 }
 
 // heldAddrs lists the addresses host-local's store holds for the IPAM pool.
-func heldAddrs(st *stack.Stack) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(ipamStore(st), ipam.NetworkName(ipamResource)))
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var ips []string
-	for _, e := range entries {
-		if net.ParseIP(e.Name()) != nil {
-			ips = append(ips, e.Name())
-		}
-	}
-	slices.Sort(ips)
-	return ips, nil
-}
+func heldAddrs(st *stack.Stack) ([]string, error) { return ipamtest.Held(ipamStore(st), ipamResource) }

@@ -316,3 +316,20 @@ func (n *NS) State(t testing.TB, name string) LinkState {
 func (s LinkState) Equal(o LinkState) bool {
 	return s.Alias == o.Alias && slices.Equal(s.Addrs, o.Addrs) && s.MTU == o.MTU && s.Up == o.Up
 }
+
+// RecordFiles lists a hook lock folder's files other than lock files: records, and temporary files
+// a writer left.
+func RecordFiles(t testing.TB, lockDir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(lockDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".lock") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
