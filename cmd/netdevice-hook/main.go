@@ -18,7 +18,8 @@
 // the CDI spec): after the move attach gives the interface its addresses from the pool's IPAM plugin
 // (a CNI IPAM binary in the settings' cniBinDir, called ADD for the pod sandbox, whose ID comes from
 // config.json's io.kubernetes.cri.sandbox-id or io.kubernetes.cri-o.SandboxID annotation, else the
-// network namespace's identity; the lease is kept in leaseDir, so every container of the pod and
+// network namespace's identity, with the pod's namespace, name and UID as CNI_ARGS; the lease is
+// kept in leaseDir, so every container of the pod and
 // every restart of one gets the same addresses), without the host's addresses unless the pool
 // carries them, its MTU, sysctls and routes. If any of it fails the device goes home as it came and
 // the hook fails naming the pool. Detach does not release the lease: the daemon does (DEL) once no
@@ -196,12 +197,12 @@ func readState(r io.Reader) (*specs.State, error) {
 // container is what the hook needs of the container it runs for, from its bundle's config.json.
 type container struct {
 	NetNS      string // path of its network namespace
-	Sandbox    string // its pod sandbox's ID, "" when the runtime wrote none
-	SandboxKey string // the annotation it came from
+	// Annotations are the runtime's: the pod sandbox's ID and the pod's name (see settings.go).
+	Annotations map[string]string
 }
 
 // containerOf reads the container's bundle config: its network namespace (see namespaceOf) and its
-// pod sandbox (see sandboxOf).
+// annotations.
 func containerOf(st *specs.State) (container, error) {
 	path := filepath.Join(st.Bundle, "config.json")
 	data, err := readConfig(path)
@@ -216,8 +217,7 @@ func containerOf(st *specs.State) (container, error) {
 	if err != nil {
 		return container{}, err
 	}
-	key, sandbox := sandboxOf(&spec)
-	return container{NetNS: nsPath, Sandbox: sandbox, SandboxKey: key}, nil
+	return container{NetNS: nsPath, Annotations: spec.Annotations}, nil
 }
 
 // readConfig reads a bundle's config.json: a regular file (opened without blocking, so that a FIFO

@@ -8,7 +8,6 @@ import (
 	"syscall"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netconf"
@@ -19,36 +18,56 @@ import (
 // containerd's CRI plugin, then CRI-O.
 var sandboxAnnotations = []string{"io.kubernetes.cri.sandbox-id", "io.kubernetes.cri-o.SandboxID"}
 
+// podAnnotations are where they write the pod's namespace, name and UID: containerd's CRI plugin,
+// then the kubelet's container labels, which CRI-O copies into annotations.
+var podAnnotations = [3][2]string{
+	{"io.kubernetes.cri.sandbox-namespace", "io.kubernetes.pod.namespace"},
+	{"io.kubernetes.cri.sandbox-name", "io.kubernetes.pod.name"},
+	{"io.kubernetes.cri.sandbox-uid", "io.kubernetes.pod.uid"},
+}
+
 // containerIDPattern is what the CNI library accepts as CNI_CONTAINERID.
 var containerIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 
-// sandboxOf is the pod sandbox ID a runtime wrote into the container's config.json, "" when none
-// did (a plain runc bundle). It is checked where it is used (leaseOwner): detach never needs it.
-func sandboxOf(spec *specs.Spec) (key, id string) {
-	for _, key := range sandboxAnnotations {
-		if id, ok := spec.Annotations[key]; ok {
-			return key, id
-		}
-	}
-	return "", ""
-}
+// podNamePattern is what a pod's namespace, name and UID may hold (DNS subdomains, UUIDs): nothing
+// that could break CNI_ARGS (';', '=').
+var podNamePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
 
-// leaseOwner is who the container's IPAM lease is taken for: its pod sandbox, which every container
-// of the pod, and every restart of one, shares (a new sandbox, the pod re-created, gets new
-// addresses). Without a sandbox ID it is the network namespace's identity, which a pod's containers
-// share too.
-func (c container) leaseOwner() (string, error) {
-	if c.SandboxKey != "" {
-		if len(c.Sandbox) > 256 || !containerIDPattern.MatchString(c.Sandbox) {
-			return "", fmt.Errorf("bundle config: annotation %s %q is not a container ID", c.SandboxKey, clip(c.Sandbox))
+// attachment is the IPAM request for the device in this container: the lease is for its pod
+// sandbox, which every container of the pod, and every restart of one, shares (a new sandbox, the
+// pod re-created, gets new addresses); without a sandbox ID (a plain runc bundle) for the network
+// namespace's identity, which a pod's containers share too. The pod's namespace, name and UID go to
+// the plugin as CNI_ARGS when the runtime wrote them.
+func (c container) attachment(device, ifName string) (ipam.Attachment, error) {
+	a := ipam.Attachment{Device: device, NetNS: c.NetNS, IfName: ifName}
+	for _, key := range sandboxAnnotations {
+		if id, ok := c.Annotations[key]; ok {
+			if len(id) > 256 || !containerIDPattern.MatchString(id) {
+				return a, fmt.Errorf("bundle config: annotation %s %q is not a container ID", key, clip(id))
+			}
+			a.ContainerID = id
+			break
 		}
-		return c.Sandbox, nil
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(c.NetNS, &st); err != nil {
-		return "", fmt.Errorf("network namespace %s: %w", clip(c.NetNS), err)
+	if a.ContainerID == "" {
+		var st syscall.Stat_t
+		if err := syscall.Stat(c.NetNS, &st); err != nil {
+			return a, fmt.Errorf("network namespace %s: %w", clip(c.NetNS), err)
+		}
+		a.ContainerID = fmt.Sprintf("netns-%d-%d", st.Dev, st.Ino)
 	}
-	return fmt.Sprintf("netns-%d-%d", st.Dev, st.Ino), nil
+	for i, dst := range []*string{&a.PodNamespace, &a.PodName, &a.PodUID} {
+		for _, key := range podAnnotations[i] {
+			if v, ok := c.Annotations[key]; ok {
+				if !podNamePattern.MatchString(v) {
+					return a, fmt.Errorf("bundle config: annotation %s %q is not a Kubernetes name or UID", key, clip(v))
+				}
+				*dst = v
+				break
+			}
+		}
+	}
+	return a, nil
 }
 
 // deviceID is the device's ID as the daemon knows it (kubelet's device ID), which its lease is
@@ -73,7 +92,7 @@ func configure(s *netconf.Settings, t netns.Target, res netns.Result, c containe
 	ifName := links[0].PodName
 	var result *current.Result
 	if s.IPAM != nil {
-		owner, err := c.leaseOwner()
+		a, err := c.attachment(deviceID(t), ifName)
 		if err != nil {
 			return fmt.Errorf("pool %s: %w", s.Pool, err)
 		}
@@ -81,7 +100,7 @@ func configure(s *netconf.Settings, t netns.Target, res netns.Result, c containe
 		defer cancel()
 		// A hook killed during the ADD leaves the lease on disk; the daemon releases it once no pod
 		// holds the device.
-		if result, err = ipam.Add(ctx, s, deviceID(t), owner, c.NetNS, ifName); err != nil {
+		if result, err = ipam.Add(ctx, s, a); err != nil {
 			return err
 		}
 	}

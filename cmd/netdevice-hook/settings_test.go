@@ -61,8 +61,15 @@ func (s *ipamSetup) held(t *testing.T) []string {
 // sandbox's network namespace and its ID in an annotation.
 func sandboxBundle(t testing.TB, nsPath, sandbox string) string {
 	t.Helper()
+	return annotatedBundle(t, nsPath, map[string]string{"io.kubernetes.cri.sandbox-id": sandbox,
+		"io.kubernetes.cri.sandbox-namespace": "default", "io.kubernetes.cri.sandbox-name": "pod-" + sandbox})
+}
+
+// annotatedBundle is a bundle joining the network namespace at nsPath, with the annotations.
+func annotatedBundle(t testing.TB, nsPath string, annotations map[string]string) string {
+	t.Helper()
 	dir := t.TempDir()
-	spec := specs.Spec{Version: specs.Version, Annotations: map[string]string{"io.kubernetes.cri.sandbox-id": sandbox},
+	spec := specs.Spec{Version: specs.Version, Annotations: annotations,
 		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: nsPath}}}}
 	data, err := json.Marshal(spec)
 	if err != nil {
@@ -235,6 +242,14 @@ func TestHookSettingsFailures(t *testing.T) {
 			bundle: func(t *testing.T, nsPath string) string { return sandboxBundle(t, nsPath, "../etc") },
 			want:   []string{`annotation io.kubernetes.cri.sandbox-id "../etc" is not a container ID`},
 		},
+		{
+			name:   "a pod name that would break CNI_ARGS",
+			change: func(*ipamSetup) {},
+			bundle: func(t *testing.T, nsPath string) string {
+				return annotatedBundle(t, nsPath, map[string]string{"io.kubernetes.cri.sandbox-id": "sb", "io.kubernetes.pod.name": "x;K8S_POD_NAME=y"})
+			},
+			want: []string{`annotation io.kubernetes.pod.name "x;K8S_POD_NAME=y" is not a Kubernetes name or UID`},
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -272,6 +287,13 @@ func TestHookSettingsFailures(t *testing.T) {
 			}
 			if !c.lease && len(ip.held(t)) > 0 {
 				t.Errorf("host-local still holds %v", ip.held(t))
+			}
+			if c.name == "the IPAM plugin fails" {
+				calls, _ := os.ReadFile(os.Getenv("FAILIPAM_LOG"))
+				const args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-sandbox-1;K8S_POD_INFRA_CONTAINER_ID=sandbox-1"
+				if got := strings.Fields(string(calls)); len(got) != 8 || got[0] != "ADD" || got[3] != args || got[4] != "DEL" || got[7] != args {
+					t.Errorf("plugin calls %q, want ADD and DEL with CNI_ARGS %s", calls, args)
+				}
 			}
 		})
 	}

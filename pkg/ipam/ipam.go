@@ -42,6 +42,9 @@ type Lease struct {
 	ContainerID string          `json:"containerID"` // CNI_CONTAINERID: the pod sandbox's ID
 	IfName      string          `json:"ifName"`
 	NetNS       string          `json:"netns"`
+	// Args are the CNI_ARGS pairs the plugin gets (the pod's namespace, name, UID; IgnoreUnknown),
+	// as a CNI runtime passes them; DEL gets the same.
+	Args [][2]string `json:"args,omitempty"`
 	Netconf     json.RawMessage `json:"netconf"` // the network configuration the plugin was called with
 	CNIBinDir   string          `json:"cniBinDir"`
 	// Result is the plugin's ADD result; absent while the ADD is under way (the lease is written
@@ -127,11 +130,33 @@ func Leases(dir string) ([]Lease, error) {
 	return out, errors.Join(errs...)
 }
 
+// Attachment is what one ADD is for: the device, the pod sandbox (CNI_CONTAINERID), the pod's
+// network namespace, the interface's name there, and the pod (CNI_ARGS K8S_POD_*, for plugins such
+// as whereabouts and static that use them; "" leaves one out).
+type Attachment struct {
+	Device, ContainerID, NetNS, IfName string
+	PodNamespace, PodName, PodUID      string
+}
+
+// podArgs are the CNI_ARGS a CNI runtime passes for a pod, IgnoreUnknown first so that plugins that
+// know none of them (host-local) do not refuse them.
+func (a Attachment) podArgs() [][2]string {
+	args := [][2]string{{"IgnoreUnknown", "1"}}
+	for _, kv := range [][2]string{{"K8S_POD_NAMESPACE", a.PodNamespace}, {"K8S_POD_NAME", a.PodName},
+		{"K8S_POD_INFRA_CONTAINER_ID", a.ContainerID}, {"K8S_POD_UID", a.PodUID}} {
+		if kv[1] != "" {
+			args = append(args, kv)
+		}
+	}
+	return args
+}
+
 // Add gives the device's interface its addresses for the pod sandbox containerID: the lease it
 // has for that sandbox (a restarted container, another container of the pod), or a new one from the
 // pool's IPAM plugin (ADD). A lease of another sandbox (a pod gone without its release) is released
 // first. The lease is on disk before the plugin is called.
-func Add(ctx context.Context, s *netconf.Settings, device, containerID, netns, ifName string) (*current.Result, error) {
+func Add(ctx context.Context, s *netconf.Settings, a Attachment) (*current.Result, error) {
+	device, containerID, ifName := a.Device, a.ContainerID, a.IfName
 	path := LeasePath(s.LeaseDir, s.Pool, device)
 	conf, err := networkConf(s)
 	if err != nil {
@@ -148,7 +173,8 @@ func Add(ctx context.Context, s *netconf.Settings, device, containerID, netns, i
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("pool %s: %w", s.Pool, err)
 	}
-	l := &Lease{Pool: s.Pool, Device: device, ContainerID: containerID, IfName: ifName, NetNS: netns, Netconf: conf, CNIBinDir: s.CNIBinDir, Since: time.Now().UTC()}
+	l := &Lease{Pool: s.Pool, Device: device, ContainerID: containerID, IfName: ifName, NetNS: a.NetNS, Args: a.podArgs(), Netconf: conf,
+		CNIBinDir: s.CNIBinDir, Since: time.Now().UTC()}
 	if _, _, err := plugin(l); err != nil { // nothing to lease from (and none to release it)
 		return nil, err
 	}
@@ -199,7 +225,7 @@ func call(ctx context.Context, l *Lease, command string) (*current.Result, json.
 	}
 	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
 	defer cancel()
-	args := &invoke.Args{Command: command, ContainerID: l.ContainerID, NetNS: l.NetNS, IfName: l.IfName, Path: l.CNIBinDir}
+	args := &invoke.Args{Command: command, ContainerID: l.ContainerID, NetNS: l.NetNS, IfName: l.IfName, Path: l.CNIBinDir, PluginArgs: l.Args}
 	if command == "DEL" {
 		// A DEL must succeed whatever became of the namespace; the plugins release by ID.
 		args.NetNS = ""

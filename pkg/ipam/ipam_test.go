@@ -81,7 +81,7 @@ func TestAddConfigureRelease(t *testing.T) {
 	s.Sysctls = map[string]string{"net.ipv4.conf.IFNAME.arp_ignore": "1"}
 	ctx := context.Background()
 
-	res, err := ipam.Add(ctx, s, "0000:3b:01.0", "sandbox-1", pod.Path, "net1")
+	res, err := ipam.Add(ctx, s, ipam.Attachment{Device: "0000:3b:01.0", ContainerID: "sandbox-1", NetNS: pod.Path, IfName: "net1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,14 +122,14 @@ func TestAddConfigureRelease(t *testing.T) {
 		t.Errorf("the removed route was not added again: %v", got)
 	}
 
-	again, err := ipam.Add(ctx, s, "0000:3b:01.0", "sandbox-1", pod.Path, "net1")
+	again, err := ipam.Add(ctx, s, ipam.Attachment{Device: "0000:3b:01.0", ContainerID: "sandbox-1", NetNS: pod.Path, IfName: "net1"})
 	if err != nil || again.IPs[0].Address.String() != "10.77.0.2/24" {
 		t.Errorf("same sandbox again: %v, %v; want the same address", again, err)
 	}
 	if got := stored(t, data); !slices.Equal(got, []string{"10.77.0.2"}) {
 		t.Errorf("host-local holds %v, want one address", got)
 	}
-	next, err := ipam.Add(ctx, s, "0000:3b:01.0", "sandbox-2", pod.Path, "net1")
+	next, err := ipam.Add(ctx, s, ipam.Attachment{Device: "0000:3b:01.0", ContainerID: "sandbox-2", NetNS: pod.Path, IfName: "net1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,19 +197,21 @@ func TestAddFails(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "calls")
 	t.Setenv("FAILIPAM_LOG", log)
 	s := settings(t, `{"type":"failipam"}`)
-	_, err := ipam.Add(context.Background(), s, "0000:3b:01.0", "sandbox-1", "/proc/self/ns/net", "net1")
+	_, err := ipam.Add(context.Background(), s, ipam.Attachment{Device: "0000:3b:01.0", ContainerID: "sandbox-1", NetNS: "/proc/self/ns/net", IfName: "net1",
+		PodNamespace: "default", PodName: "web-0"})
 	if err == nil || !strings.Contains(err.Error(), "pool example.com/ipam") || !strings.Contains(err.Error(), "no addresses left in range 10.9.0.0/30") {
 		t.Fatalf("Add = %v, want an error naming the pool and the plugin's message", err)
 	}
 	calls, _ := os.ReadFile(log)
-	if got := strings.Fields(string(calls)); !slices.Equal(got, []string{"ADD", "sandbox-1", "net1", "DEL", "sandbox-1", "net1"}) {
-		t.Errorf("plugin calls %q, want ADD then DEL", calls)
+	const args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=sandbox-1"
+	if got := strings.Fields(string(calls)); !slices.Equal(got, []string{"ADD", "sandbox-1", "net1", args, "DEL", "sandbox-1", "net1", args}) {
+		t.Errorf("plugin calls %q, want ADD then DEL, with the pod's CNI_ARGS", calls)
 	}
 	if leases, err := ipam.Leases(s.LeaseDir); err != nil || len(leases) != 0 {
 		t.Errorf("leases left: %v, %v", leases, err)
 	}
 	s.IPAM = json.RawMessage(`{"type":"no-such-plugin"}`)
-	if _, err := ipam.Add(context.Background(), s, "0000:3b:01.0", "sandbox-1", "/proc/self/ns/net", "net1"); err == nil || !strings.Contains(err.Error(), "no-such-plugin") {
+	if _, err := ipam.Add(context.Background(), s, ipam.Attachment{Device: "0000:3b:01.0", ContainerID: "sandbox-1", NetNS: "/proc/self/ns/net", IfName: "net1"}); err == nil || !strings.Contains(err.Error(), "no-such-plugin") {
 		t.Errorf("missing plugin: %v", err)
 	}
 	// nothing was leased, so nothing is left for the daemon to release (it could not: no plugin)

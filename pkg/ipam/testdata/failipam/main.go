@@ -1,5 +1,6 @@
-// Command failipam is an IPAM plugin for tests that fails ADD with a CNI error and records every
-// DEL in $FAILIPAM_LOG, as the protocol has a plugin answer.
+// Command failipam is an IPAM plugin for tests that fails ADD with a CNI error, as the protocol has a
+// plugin answer, and records every call (command, container ID, interface, CNI_ARGS) in
+// $FAILIPAM_LOG.
 package main
 
 import (
@@ -11,7 +12,7 @@ func main() {
 	if log := os.Getenv("FAILIPAM_LOG"); log != "" {
 		f, err := os.OpenFile(log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 		if err == nil {
-			fmt.Fprintf(f, "%s %s %s\n", os.Getenv("CNI_COMMAND"), os.Getenv("CNI_CONTAINERID"), os.Getenv("CNI_IFNAME"))
+			fmt.Fprintf(f, "%s %s %s %s\n", os.Getenv("CNI_COMMAND"), os.Getenv("CNI_CONTAINERID"), os.Getenv("CNI_IFNAME"), os.Getenv("CNI_ARGS"))
 			f.Close()
 		}
 	}
