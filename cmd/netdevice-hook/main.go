@@ -196,7 +196,7 @@ func readState(r io.Reader) (*specs.State, error) {
 
 // container is what the hook needs of the container it runs for, from its bundle's config.json.
 type container struct {
-	NetNS      string // path of its network namespace
+	NetNS string // path of its network namespace
 	// Annotations are the runtime's: the pod sandbox's ID and the pod's name (see settings.go).
 	Annotations map[string]string
 }
