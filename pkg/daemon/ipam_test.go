@@ -51,7 +51,7 @@ func TestIPAMLeasesReleased(t *testing.T) {
 	// What the hooks did: one lease for a VF a pod holds, one a reboot left for a VF no pod holds.
 	pod, _ := netnstest.Unshared(t)
 	for _, dev := range []string{"0000:3b:01.0", "0000:3b:01.1"} {
-		if _, err := ipam.Add(context.Background(), s, ipam.Attachment{Device: dev, ContainerID: "sandbox"+dev[len(dev)-1:], NetNS: pod.Path, IfName: "net1"}); err != nil {
+		if _, err := ipam.Add(context.Background(), s, ipam.Attachment{Device: dev, ContainerID: "sandbox" + dev[len(dev)-1:], NetNS: pod.Path, IfName: "net1"}); err != nil {
 			t.Fatal(err)
 		}
 	}

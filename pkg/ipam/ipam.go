@@ -37,16 +37,16 @@ const DefaultTimeout = 30 * time.Second
 
 // Lease is what one device's ADD returned, and what DEL needs to release it.
 type Lease struct {
-	Pool        string          `json:"pool"`
-	Device      string          `json:"device"`
-	ContainerID string          `json:"containerID"` // CNI_CONTAINERID: the pod sandbox's ID
-	IfName      string          `json:"ifName"`
-	NetNS       string          `json:"netns"`
+	Pool        string `json:"pool"`
+	Device      string `json:"device"`
+	ContainerID string `json:"containerID"` // CNI_CONTAINERID: the pod sandbox's ID
+	IfName      string `json:"ifName"`
+	NetNS       string `json:"netns"`
 	// Args are the CNI_ARGS pairs the plugin gets (the pod's namespace, name, UID; IgnoreUnknown),
 	// as a CNI runtime passes them; DEL gets the same.
-	Args [][2]string `json:"args,omitempty"`
-	Netconf     json.RawMessage `json:"netconf"` // the network configuration the plugin was called with
-	CNIBinDir   string          `json:"cniBinDir"`
+	Args      [][2]string     `json:"args,omitempty"`
+	Netconf   json.RawMessage `json:"netconf"` // the network configuration the plugin was called with
+	CNIBinDir string          `json:"cniBinDir"`
 	// Result is the plugin's ADD result; absent while the ADD is under way (the lease is written
 	// before the call, so that a hook killed during it leaves something to release).
 	Result json.RawMessage `json:"result,omitempty"`
