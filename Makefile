@@ -32,7 +32,8 @@ unit-test:
 test: deps lint unit-test
 
 ## e2e: on this machine (root): a cluster from source with the plugin installed by kubectl apply -k
-##      and five scenarios, plus a standalone kubelet + containerd + runc for what only it shows
+##      and six scenarios (whereabouts among them), plus a standalone kubelet + containerd + runc
+##      for what only it shows
 e2e: deps build
 	test/e2e/run.sh
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the end-to-end stack: kubelet, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl and etcd (one scratch module, one Kubernetes version), containerd + shim +
-# ctr, CNI plugins, crictl, and installs Debian's runc, busybox-static, pci.ids (the plugin image's
-# vendor names) and jq (the demo's `kubectl ... | jq`). Every Go component is cached by version under
+# ctr, CNI plugins, crictl, whereabouts (a CNI IPAM plugin that keeps its allocations in the API
+# server), and installs Debian's runc, busybox-static, pci.ids (the plugin image's vendor names) and jq
+# (the demo's `kubectl ... | jq`). Every Go component is cached by version under
 # $E2E_CACHE_DIR/<component>-<version>/bin and marked complete by a .done stamp holding its build
 # recipe, so a warm run only compares stamps and a changed recipe rebuilds. All Go binaries are
 # static (CGO_ENABLED=0): a fresh machine needs no C toolchain. Prints nothing on stdout but, with
 # --print-env, the E2E_* variables test/e2e/run.sh reads.
 #
 # Env overrides: E2E_CACHE_DIR, KUBE_VERSION (or KUBELET_VERSION), CONTAINERD_VERSION, CNI_PLUGINS_VERSION,
-# CRICTL_VERSION, E2E_GOCACHE / E2E_GOMODCACHE (default: the caller's Go caches).
+# CRICTL_VERSION, WHEREABOUTS_VERSION, E2E_GOCACHE / E2E_GOMODCACHE (default: the caller's Go caches).
 set -euo pipefail
 
 E2E_CACHE_DIR=${E2E_CACHE_DIR:-/var/cache/netdevice-plugin-e2e}
@@ -17,6 +18,7 @@ KUBE_VERSION=${KUBE_VERSION:-${KUBELET_VERSION:-v1.34.4}}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.2.1}
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.9.0}
 CRICTL_VERSION=${CRICTL_VERSION:-v1.34.0}
+WHEREABOUTS_VERSION=${WHEREABOUTS_VERSION:-v0.9.2}
 
 if [[ -n "${E2E_GOCACHE:-}" ]]; then export GOCACHE=$E2E_GOCACHE; fi
 if [[ -n "${E2E_GOMODCACHE:-}" ]]; then export GOMODCACHE=$E2E_GOMODCACHE; fi
@@ -136,6 +138,39 @@ go_install() {
 	log "built $name $version in $((SECONDS - t0)) s"
 }
 
+# whereabouts_module -> the whereabouts module's folder in the Go module cache (downloaded if need
+# be): the source its binary is built from, and the CRDs and RBAC the cluster test applies from it.
+whereabouts_module() {
+	local d
+	d=$(cd "$E2E_CACHE_DIR" && go mod download -json "github.com/k8snetworkplumbingwg/whereabouts@$WHEREABOUTS_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	[[ -f "$d/go.mod" && -f "$d/cmd/whereabouts.go" ]] || die "whereabouts $WHEREABOUTS_VERSION: no module source after go mod download"
+	echo "$d"
+}
+
+# build_whereabouts builds whereabouts' CNI IPAM plugin (the main package is cmd/, whose binary
+# upstream names whereabouts) as upstream's hack/build-go.sh does: in its own module, with its own
+# go.mod and go.sum (go install pkg@version refuses it: its go.mod has a replace directive), static,
+# its version stamped.
+build_whereabouts() {
+	local dir src vpkg=github.com/k8snetworkplumbingwg/whereabouts/pkg/version
+	local recipe="r1 module-go.mod CGO_ENABLED=0 -trimpath version-ldflags cmd"
+	dir=$(component_dir whereabouts "$WHEREABOUTS_VERSION")
+	cached whereabouts "$WHEREABOUTS_VERSION" "$recipe" && return 0
+	local t0=$SECONDS
+	log "building whereabouts $WHEREABOUTS_VERSION: about 80 s on 2 cores from empty Go caches"
+	rm -rf "${dir:?}/bin" && mkdir -p "$dir/bin"
+	src=$(whereabouts_module)
+	(cd "$src" && CGO_ENABLED=0 go build -mod=readonly -trimpath -o "$dir/bin/whereabouts" \
+		-ldflags "-s -w -X $vpkg.Version=$WHEREABOUTS_VERSION -X $vpkg.ReleaseStatus=released" ./cmd)
+	# without CNI_COMMAND a CNI plugin prints its "about" line
+	local about
+	about=$("$dir/bin/whereabouts" 2>&1) || die "$dir/bin/whereabouts does not run: $about"
+	[[ $about == *"whereabouts $WHEREABOUTS_VERSION "* ]] || die "whereabouts reports the wrong version: $about"
+	mark_done whereabouts "$WHEREABOUTS_VERSION" "$recipe"
+	log "built whereabouts $WHEREABOUTS_VERSION in $((SECONDS - t0)) s"
+}
+
 apt_install() {
 	local missing=() pkg
 	for pkg in "$@"; do
@@ -163,6 +198,7 @@ main() {
 		github.com/containernetworking/plugins/plugins/main/loopback \
 		github.com/containernetworking/plugins/plugins/ipam/host-local
 	go_install crictl "$CRICTL_VERSION" "" sigs.k8s.io/cri-tools/cmd/crictl
+	build_whereabouts
 	build_kubernetes
 
 	if [[ "${1:-}" == "--print-env" ]]; then
@@ -172,6 +208,8 @@ main() {
 		echo "E2E_BIN_CONTAINERD=$(component_dir containerd "$CONTAINERD_VERSION")/bin"
 		echo "E2E_BIN_CNI=$(component_dir cni-plugins "$CNI_PLUGINS_VERSION")/bin"
 		echo "E2E_BIN_CRICTL=$(component_dir crictl "$CRICTL_VERSION")/bin"
+		echo "E2E_BIN_WHEREABOUTS=$(component_dir whereabouts "$WHEREABOUTS_VERSION")/bin"
+		echo "E2E_WHEREABOUTS_MODULE=$(whereabouts_module)"
 		echo "E2E_RUNC=$(command -v runc)"
 		echo "E2E_BUSYBOX=$(command -v busybox)"
 	fi

@@ -32,8 +32,8 @@ const (
 // kube-apiserver, kube-controller-manager, kube-scheduler, containerd, the kubelet as a node): the
 // image imported into the node's containerd, the README's install block run word for word
 // (`kubectl apply -k deploy/overlays/dev`), the DaemonSet's pod Ready through its own /healthz
-// probes. Then the five scenarios of issue 12, in order, on that one installation; the last one
-// uninstalls it.
+// probes. Then the scenarios of issue 12 and whereabouts' (issue 13), in order, on that one
+// installation; the last one uninstalls it.
 func TestCluster(t *testing.T) {
 	p := pluginBinaries(t)
 	st := newCluster(t, "cluster")
@@ -49,10 +49,11 @@ func TestCluster(t *testing.T) {
 		{"2-pending", k.scenarioPending},
 		{"3-configmap", func(t *testing.T) { k.scenarioConfigMap(t, tok) }},
 		{"4-rollout-restart", k.scenarioRolloutRestart},
-		{"5-uninstall", func(t *testing.T) { k.scenarioUninstall(t, p) }},
+		{"5-whereabouts", func(t *testing.T) { k.scenarioWhereabouts(t, tok) }},
+		{"6-uninstall", func(t *testing.T) { k.scenarioUninstall(t, p) }},
 	}
 	for _, s := range steps {
-		if !t.Run("cluster-"+s.name, s.run) && s.name != "5-uninstall" {
+		if !t.Run("cluster-"+s.name, s.run) && s.name != "6-uninstall" {
 			// the scenarios share one installation: what follows a failure would only fail for it
 			t.Fatalf("scenario %s failed; the later ones need what it left", s.name)
 		}
@@ -570,7 +571,7 @@ var kubeletOwn = []string{"/var/lib/kubelet/device-plugins/kubelet.sock", "/var/
 // the node's resources to zero, and what the plugin leaves on the node is exactly the README's list.
 func (k *kube) scenarioUninstall(t *testing.T, p plugin) {
 	ctx := context.Background()
-	resources := []string{seedResource, extraRes}
+	resources := []string{seedResource, extraRes, wbRes}
 	t0 := time.Now()
 	for _, line := range readmeBlock(t, k.root, "uninstall") {
 		k.sh(t, line)
@@ -629,7 +630,7 @@ func (k *kube) scenarioUninstall(t *testing.T, p plugin) {
 			t.Errorf("%s is not the installed hook", hostHook)
 		}
 	}
-	timing("cluster-5-uninstall", "delete_ms", deleted, "zero_ms", zeroed)
+	timing("cluster-6-uninstall", "delete_ms", deleted, "zero_ms", zeroed)
 }
 
 // leftoverGlob turns a README path with <placeholders> into a glob.

@@ -396,7 +396,7 @@ func readmeBlock(t *testing.T, root, name string) []string {
 }
 
 // clusterDiagnostics is the cluster's view for a failure report: nodes, pods, events, the plugin's
-// pods described and their logs (the previous container's too).
+// pods described and their logs (the previous container's too), whereabouts' allocations.
 func clusterDiagnostics(st *stack.Stack) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -415,5 +415,7 @@ func clusterDiagnostics(st *stack.Stack) string {
 	run("-n", "default", "describe", "pods")
 	run("-n", pluginNS, "logs", "-l", pluginSelector, "--all-containers", "--prefix", "--tail=100")
 	run("-n", pluginNS, "logs", "-l", pluginSelector, "-c", "netdevice-plugin", "--previous", "--prefix", "--tail=50")
+	// whereabouts' allocations (scenario 5; before its CRDs exist kubectl says so)
+	run("get", "ippools.whereabouts.cni.cncf.io,overlappingrangeipreservations.whereabouts.cni.cncf.io", "-A", "-o", "yaml")
 	return b.String()
 }

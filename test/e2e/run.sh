@@ -3,7 +3,7 @@
 #
 #   test/e2e/run.sh            everything: the smoke test, the standalone-kubelet scenarios (IPAM and RDMA
 #                              among them), and the cluster (control plane from source, the plugin installed with
-#                              kubectl apply -k, five scenarios); exit non-zero on any failure
+#                              kubectl apply -k, six scenarios, whereabouts among them); exit non-zero on any failure
 #   test/e2e/run.sh cluster    only the cluster test
 #   test/e2e/run.sh scenarios  only the standalone-kubelet scenarios (TestScenarios, TestRDMA)
 #   test/e2e/run.sh smoke      only the smoke test (needs no device plugin)

@@ -107,6 +107,40 @@ func TestDaemonSetUsesLayout(t *testing.T) {
 	}
 }
 
+// TestDaemonSetMountsIPAMPaths: the daemon releases IPAM leases (DEL) inside its container, so what
+// the hook's ADD used on the host must be at the same path there: the IPAM plugins
+// (--cni-bin-dir), the leases (--ipam-lease-dir), and the plugins' own configuration in
+// /etc/cni/net.d (whereabouts' whereabouts.d: its flat file and kubeconfig; without it whereabouts'
+// DEL fails with "config file not found" and the pod's address is never given back).
+func TestDaemonSetMountsIPAMPaths(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "base", "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds appsv1.DaemonSet
+	if err := yaml.UnmarshalStrict(data, &ds); err != nil {
+		t.Fatal(err)
+	}
+	spec := ds.Spec.Template.Spec
+	hostPaths := map[string]string{}
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	for path, readOnly := range map[string]bool{"/opt/cni/bin": true, "/etc/cni/net.d": true, "/var/lib/netdevice-plugin/ipam": false} {
+		found := false
+		for _, m := range spec.Containers[0].VolumeMounts {
+			if m.MountPath == path && hostPaths[m.Name] == path && m.ReadOnly == readOnly {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("container %s does not mount the host's %s at %s (read-only %v)", spec.Containers[0].Name, path, path, readOnly)
+		}
+	}
+}
+
 func TestLayoutImage(t *testing.T) {
 	l := load(t)
 	dir := t.TempDir()

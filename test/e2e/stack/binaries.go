@@ -31,7 +31,22 @@ type Binaries struct {
 	ControllerManager string // kube-controller-manager
 	Scheduler         string // kube-scheduler
 	Kubectl           string
+	Whereabouts       string // whereabouts' CNI IPAM plugin, which the cluster test puts into the host's /opt/cni/bin
+	// WhereaboutsModule is whereabouts' module source (in the Go module cache): its CRDs and the
+	// RBAC it documents are applied from there.
+	WhereaboutsModule string
 }
+
+// WhereaboutsFile is a file of whereabouts' module source, by its path there.
+func (b Binaries) WhereaboutsFile(rel string) string { return filepath.Join(b.WhereaboutsModule, rel) }
+
+// Whereabouts' files the cluster test applies: its CRDs, and the install manifest whose
+// ServiceAccount, ClusterRole and ClusterRoleBinding are the RBAC it documents for its plugin.
+const (
+	WhereaboutsIPPoolCRD      = "doc/crds/whereabouts.cni.cncf.io_ippools.yaml"
+	WhereaboutsReservationCRD = "doc/crds/whereabouts.cni.cncf.io_overlappingrangeipreservations.yaml"
+	WhereaboutsInstall        = "doc/crds/daemonset-install.yaml"
+)
 
 // Shim is the containerd runc shim next to containerd.
 func (b Binaries) Shim() string {
@@ -61,6 +76,8 @@ func BinariesFromEnv() (Binaries, error) {
 		ControllerManager: filepath.Join(env("E2E_BIN_KUBE"), "kube-controller-manager"),
 		Scheduler:         filepath.Join(env("E2E_BIN_KUBE"), "kube-scheduler"),
 		Kubectl:           filepath.Join(env("E2E_BIN_KUBE"), "kubectl"),
+		Whereabouts:       filepath.Join(env("E2E_BIN_WHEREABOUTS"), "whereabouts"),
+		WhereaboutsModule: env("E2E_WHEREABOUTS_MODULE"),
 	}
 	return b, b.Check()
 }
@@ -84,15 +101,22 @@ func (b Binaries) Check() error {
 	})
 }
 
-// CheckCluster reports the first binary of the control plane that is missing.
+// CheckCluster reports the first file a cluster needs that is missing: the control plane's binaries,
+// and whereabouts' plugin and module files (its scenario).
 func (b Binaries) CheckCluster() error {
-	return checkFiles([]struct{ path, what string }{
+	files := []struct{ path, what string }{
 		{b.Etcd, "etcd (E2E_BIN_ETCD)"},
 		{b.APIServer, "kube-apiserver (E2E_BIN_KUBE)"},
 		{b.ControllerManager, "kube-controller-manager (E2E_BIN_KUBE)"},
 		{b.Scheduler, "kube-scheduler (E2E_BIN_KUBE)"},
 		{b.Kubectl, "kubectl (E2E_BIN_KUBE)"},
-	})
+		{b.Whereabouts, "whereabouts (E2E_BIN_WHEREABOUTS)"},
+	}
+	for _, f := range []string{WhereaboutsIPPoolCRD, WhereaboutsReservationCRD, WhereaboutsInstall} {
+		// unset, the path is relative: checkFiles says so
+		files = append(files, struct{ path, what string }{b.WhereaboutsFile(f), "whereabouts' " + f + " (E2E_WHEREABOUTS_MODULE)"})
+	}
+	return checkFiles(files)
 }
 
 func checkFiles(files []struct{ path, what string }) error {

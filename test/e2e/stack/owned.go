@@ -24,7 +24,7 @@ type Owned struct {
 	IDs     []string          // sandbox and container IDs of the stack's own containerd
 	Netns   []string          // network namespace pins of its sandboxes
 	Cgroups []string          // kubepods cgroup folders that appeared while the stack ran
-	Paths   []string          // host paths (hostLayout.Created) that appeared while the stack ran
+	Paths   []string          // host paths (hostLayout) that appeared while the stack ran, and the tests' (TrackPath)
 	Sysctls map[string]string // sysctls its kubelet changed while it ran: name -> the value it set
 }
 
@@ -73,6 +73,7 @@ var host = hostLayout{
 		"/var/log/containers", "/var/lib/cni", "/var/lib/cni/results",
 		"/run/containerd", "/run/containerd/s", HostCDIDir,
 		"/opt/cni", "/opt/cni/bin", // the DaemonSet's hostPath for the IPAM plugins (DirectoryOrCreate)
+		"/etc/cni", "/etc/cni/net.d", // the DaemonSet's hostPath for the IPAM plugins' configuration (DirectoryOrCreate)
 	},
 	Trees: []string{HostKubeletRoot, "/opt/netdevice-plugin", "/run/netdevice-plugin",
 		"/var/run/k8s.cni.cncf.io", "/var/lib/netdevice-plugin"},

@@ -325,3 +325,64 @@ func TestTrackLinkRefusesExisting(t *testing.T) {
 		t.Errorf("owned links = %v, want %s only", s.state.Owned.Links, name)
 	}
 }
+
+// TestTrackPath: a path a test is about to create below a watched folder is recorded, and the
+// teardown removes it (its folders once empty); an existing path, one that was there at the start
+// and one below no watched folder are refused.
+func TestTrackPath(t *testing.T) {
+	f := newFixtureHost(t)
+	j := func(p string) string { return filepath.Join(f.root, p) }
+	mustWrite(t, j("opt/cni/bin/host-local"), "") // there before: the host's
+	mustWrite(t, j("opt/old"), "")                // there before, removed since
+	before := f.snapshot(t)
+	if err := os.Remove(j("opt/old")); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		j("opt/cni/bin/host-local"): "already exists",
+		j("opt/cni"):                "already exists",
+		f.root + "/opt/cni/../x":    "clean absolute path",
+		"opt/x":                     "clean absolute path",
+		j("etc/x"):                  "below none of the watched folders",
+		j("opt/old"):                "was there when the stack started",
+	} {
+		if err := trackable(before, f.l.Roots, path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("trackable(%s) = %v, want a refusal saying %q", path, err, want)
+		}
+	}
+
+	st := State{Work: f.work, Before: before}
+	tracked := []string{j("opt/cni/bin/whereabouts"), j("opt/cni/wb.d"), j("opt/cni/wb.d/wb.conf")}
+	for _, p := range tracked {
+		if err := trackable(st.Before, f.l.Roots, p); err != nil {
+			t.Fatalf("trackable(%s): %v", p, err)
+		}
+	}
+	st.Owned.Paths = union(nil, tracked)
+	mustWrite(t, j("opt/cni/bin/whereabouts"), "")
+	mustWrite(t, j("opt/cni/wb.d/wb.conf"), "")
+	if got, want := ownedHostFiles(st, f.l), []string{j("opt/cni/bin/whereabouts"), j("opt/cni/wb.d/wb.conf")}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ownedHostFiles = %v, want %v", got, want)
+	}
+	if err := removeOwnedHostPaths(st, f.l); err != nil {
+		t.Fatal(err)
+	}
+	if left, want := f.tree(t), []string{"opt", "opt/cni", "opt/cni/bin", "opt/cni/bin/host-local"}; !reflect.DeepEqual(left, want) {
+		t.Errorf("left %v, want %v (the tracked paths gone, the host's kept)", left, want)
+	}
+}
+
+func TestStackTrackPath(t *testing.T) {
+	dir := t.TempDir()
+	s := &Stack{Paths: NewPaths(dir), state: State{Work: dir}}
+	name := "/etc/cni/net.d/" + randomName(t, "ndtp")
+	if err := s.TrackPath(name); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, StateFile)); err != nil || !strings.Contains(string(data), name) {
+		t.Errorf("state file does not record %s: %v", name, err)
+	}
+	if err := s.TrackPath("/"); err == nil || slices.Contains(s.state.Owned.Paths, "/") {
+		t.Errorf("TrackPath(/) = %v, owned %v: want a refusal", err, s.state.Owned.Paths)
+	}
+}

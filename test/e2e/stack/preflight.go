@@ -26,6 +26,7 @@ type hostChecks struct {
 	NodeIP      string   // the node's address, which no link may hold yet
 	KubeletRoot string   // the host's kubelet root, which the node's kubelet uses: no file in it
 	PluginFiles []string // globs of the files an installed netdevice-plugin keeps on the host
+	TestFiles   []string // host paths the cluster test creates (whereabouts' binary and configuration)
 }
 
 func defaultChecks(o Options) hostChecks {
@@ -45,9 +46,21 @@ func defaultChecks(o Options) hostChecks {
 		c.KubeletRoot = HostKubeletRoot
 		c.PluginFiles = []string{"/opt/netdevice-plugin/bin/*", "/run/netdevice-plugin/*", HostCDIDir + "/networking.k8s.io-*",
 			"/var/lib/netdevice-plugin/ipam/*"}
+		c.TestFiles = WhereaboutsHostPaths
 	}
 	return c
 }
+
+// The host paths where whereabouts is installed, which the cluster test's whereabouts scenario
+// creates: its plugin in the CNI folder the DaemonSet mounts, and its configuration folder, where
+// whereabouts' own installer puts it (whereabouts.conf, whereabouts.kubeconfig).
+const (
+	HostWhereabouts    = "/opt/cni/bin/whereabouts"
+	HostWhereaboutsDir = "/etc/cni/net.d/whereabouts.d"
+)
+
+// WhereaboutsHostPaths are the paths whose presence means whereabouts is installed on the host.
+var WhereaboutsHostPaths = []string{HostWhereabouts, HostWhereaboutsDir}
 
 // Preflight refuses a host where the stack would share state with another kubelet or container
 // runtime: its kubelet would delete the other's device-plugin sockets and overwrite its checkpoint
@@ -116,6 +129,11 @@ func preflight(c hostChecks) error {
 		m, _ := filepath.Glob(pattern)
 		for _, f := range m {
 			why = append(why, fmt.Sprintf("%s exists: netdevice-plugin is installed on this host, and the DaemonSet the test installs would overwrite it", f))
+		}
+	}
+	for _, f := range c.TestFiles {
+		if _, err := os.Lstat(f); err == nil {
+			why = append(why, fmt.Sprintf("%s exists: whereabouts is installed on this host, and the cluster test would put its own there", f))
 		}
 	}
 	if len(why) == 0 {

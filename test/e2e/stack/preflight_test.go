@@ -70,6 +70,8 @@ func TestPreflight(t *testing.T) {
 	mustWrite(t, filepath.Join(rootUsed, "pods", "uid", "etc-hosts"), "")
 	// an installed netdevice-plugin's hook
 	mustWrite(t, filepath.Join(dir, "opt", "bin", "netdevice-hook"), "")
+	// an installed whereabouts
+	mustWrite(t, filepath.Join(dir, "cni", "bin", "whereabouts"), "")
 
 	clean := hostChecks{
 		RuntimeSockets:  []string{stale, filepath.Join(dir, "missing.sock")},
@@ -81,6 +83,7 @@ func TestPreflight(t *testing.T) {
 		NodeIP:          "10.237.255.254",
 		KubeletRoot:     rootEmpty,
 		PluginFiles:     []string{filepath.Join(dir, "none", "*")},
+		TestFiles:       []string{filepath.Join(dir, "cni", "bin", "none")},
 	}
 	if err := preflight(clean); err != nil {
 		t.Fatalf("preflight of a clean host: %v", err)
@@ -99,6 +102,10 @@ func TestPreflight(t *testing.T) {
 		{"node address taken", func(c *hostChecks) { c.NodeIP = "127.0.0.1" }, "link lo holds 127.0.0.1"},
 		{"kubelet root used", func(c *hostChecks) { c.KubeletRoot = rootUsed }, rootUsed + " holds " + filepath.Join(rootUsed, "pods", "uid", "etc-hosts")},
 		{"plugin installed", func(c *hostChecks) { c.PluginFiles = []string{filepath.Join(dir, "opt", "bin", "*")} }, filepath.Join(dir, "opt", "bin", "netdevice-hook") + " exists"},
+		{"whereabouts installed", func(c *hostChecks) {
+			c.TestFiles = append(c.TestFiles, filepath.Join(dir, "cni", "bin", "whereabouts"))
+		},
+			filepath.Join(dir, "cni", "bin", "whereabouts") + " exists: whereabouts is installed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,7 +123,7 @@ func TestPreflight(t *testing.T) {
 // and address, the host's kubelet root and an installed plugin; a standalone stack does not.
 func TestDefaultChecks(t *testing.T) {
 	alone := defaultChecks(Options{})
-	if !slices.Equal(alone.Ports, []int{10250, 10248}) || !slices.Equal(alone.Links, []string{"ndpe2e0"}) || alone.KubeletRoot != "" || alone.NodeIP != "" || alone.PluginFiles != nil {
+	if !slices.Equal(alone.Ports, []int{10250, 10248}) || !slices.Equal(alone.Links, []string{"ndpe2e0"}) || alone.KubeletRoot != "" || alone.NodeIP != "" || alone.PluginFiles != nil || alone.TestFiles != nil {
 		t.Errorf("standalone checks = %+v", alone)
 	}
 	c := defaultChecks(Options{Cluster: true})
@@ -124,7 +131,8 @@ func TestDefaultChecks(t *testing.T) {
 		t.Errorf("cluster ports = %v", c.Ports)
 	}
 	if !slices.Equal(c.Links, []string{"ndpe2e0", "ndpe2enode"}) || c.NodeIP != "10.237.60.1" || c.KubeletRoot != "/var/lib/kubelet" ||
-		!slices.Contains(c.ProcessNames, "kube-apiserver") || !slices.Contains(c.PluginFiles, "/opt/netdevice-plugin/bin/*") {
+		!slices.Contains(c.ProcessNames, "kube-apiserver") || !slices.Contains(c.PluginFiles, "/opt/netdevice-plugin/bin/*") ||
+		!slices.Equal(c.TestFiles, []string{"/opt/cni/bin/whereabouts", "/etc/cni/net.d/whereabouts.d"}) {
 		t.Errorf("cluster checks = %+v", c)
 	}
 }

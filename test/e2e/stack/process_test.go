@@ -159,6 +159,41 @@ func TestBinariesCheck(t *testing.T) {
 	}
 }
 
+// TestBinariesCheckCluster: a cluster needs the control plane's binaries, whereabouts' plugin and
+// its module's CRDs and install manifest; a missing one is named with the variable that sets it.
+func TestBinariesCheckCluster(t *testing.T) {
+	dir := t.TempDir()
+	j := func(f string) string { return filepath.Join(dir, f) }
+	for _, f := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "whereabouts",
+		"wb/" + WhereaboutsIPPoolCRD, "wb/" + WhereaboutsReservationCRD, "wb/" + WhereaboutsInstall} {
+		mustWrite(t, j(f), "")
+	}
+	ok := Binaries{Etcd: j("etcd"), APIServer: j("kube-apiserver"), ControllerManager: j("kube-controller-manager"),
+		Scheduler: j("kube-scheduler"), Kubectl: j("kubectl"), Whereabouts: j("whereabouts"), WhereaboutsModule: j("wb")}
+	if err := ok.CheckCluster(); err != nil {
+		t.Fatalf("CheckCluster: %v", err)
+	}
+	tests := []struct {
+		name   string
+		change func(b *Binaries)
+		want   string
+	}{
+		{"no whereabouts", func(b *Binaries) { b.Whereabouts = j("nope/whereabouts") }, "whereabouts (E2E_BIN_WHEREABOUTS)"},
+		{"no module", func(b *Binaries) { b.WhereaboutsModule = "" }, WhereaboutsIPPoolCRD + " (E2E_WHEREABOUTS_MODULE)"},
+		{"another module", func(b *Binaries) { b.WhereaboutsModule = dir }, WhereaboutsIPPoolCRD + " (E2E_WHEREABOUTS_MODULE)"},
+		{"no kubectl", func(b *Binaries) { b.Kubectl = "" }, "kubectl (E2E_BIN_KUBE)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := ok
+			tt.change(&b)
+			if err := b.CheckCluster(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("CheckCluster = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestLoadState(t *testing.T) {
 	dir := t.TempDir()
 	s := &Stack{Paths: NewPaths(dir), state: State{Work: dir, Before: Snapshot{Sysctls: map[string]string{"kernel.panic": "0"}},

@@ -448,6 +448,35 @@ func (s *Stack) TrackLink(name string) error {
 	return s.saveLocked()
 }
 
+// TrackPath records a host path outside the work folder that the test is about to create, so that
+// the teardown removes it whatever happens (a file; a folder once it is empty) and the host check
+// expects it gone: whereabouts' plugin in /opt/cni/bin, its configuration folder and files. The
+// path must be new below one of WatchedPaths, whose snapshot proves it the stack's; an existing one
+// is not the test's to create: refused.
+func (s *Stack) TrackPath(path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := trackable(s.state.Before, host.Roots, path); err != nil {
+		return err
+	}
+	s.state.Owned.Paths = union(s.state.Owned.Paths, []string{path})
+	return s.saveLocked()
+}
+
+// trackable says why the stack could not own path, nil when it can.
+func trackable(before Snapshot, roots []string, path string) error {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return fmt.Errorf("host path %q: want a clean absolute path", path)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%s already exists on the host: not the test's to create, use or remove", path)
+	}
+	if before.existedBefore(roots, path) {
+		return fmt.Errorf("%s is below none of the watched folders (or was there when the stack started): the teardown could not tell it is the stack's", path)
+	}
+	return nil
+}
+
 // WriteManifest writes a static pod manifest atomically (a hidden temporary file, which the kubelet
 // ignores, renamed into place) and returns when it appeared.
 func (s *Stack) WriteManifest(file string, data []byte) (time.Time, error) {
