@@ -111,7 +111,9 @@ func TestDaemonSetUsesLayout(t *testing.T) {
 // the hook's ADD used on the host must be at the same path there: the IPAM plugins
 // (--cni-bin-dir), the leases (--ipam-lease-dir), and the plugins' own configuration in
 // /etc/cni/net.d (whereabouts' whereabouts.d: its flat file and kubeconfig; without it whereabouts'
-// DEL fails with "config file not found" and the pod's address is never given back).
+// DEL fails with "config file not found" and the pod's address is never given back), host-local's
+// default store /var/lib/cni/networks (else its DEL frees nothing in the host's store) and the dhcp
+// daemon's socket folder /run/cni.
 func TestDaemonSetMountsIPAMPaths(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(root, "deploy", "base", "daemonset.yaml"))
 	if err != nil {
@@ -128,7 +130,8 @@ func TestDaemonSetMountsIPAMPaths(t *testing.T) {
 			hostPaths[v.Name] = v.HostPath.Path
 		}
 	}
-	for path, readOnly := range map[string]bool{"/opt/cni/bin": true, "/etc/cni/net.d": true, "/var/lib/netdevice-plugin/ipam": false} {
+	for path, readOnly := range map[string]bool{"/opt/cni/bin": true, "/etc/cni/net.d": true, "/var/lib/netdevice-plugin/ipam": false,
+		"/var/lib/cni/networks": false, "/run/cni": false} {
 		found := false
 		for _, m := range spec.Containers[0].VolumeMounts {
 			if m.MountPath == path && hostPaths[m.Name] == path && m.ReadOnly == readOnly {

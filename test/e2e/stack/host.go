@@ -25,6 +25,7 @@ var WatchedPaths = []string{
 	"/run/netdevice-plugin", "/opt/netdevice-plugin", // the hook's lock folder, the default hook path
 	"/var/run/k8s.cni.cncf.io", "/var/lib/netdevice-plugin", // device-information files, IPAM leases
 	"/etc/kubernetes", "/var/run/kubernetes", // a kubelet's and the control plane's defaults
+	"/run/cni", // the CNI dhcp daemon's socket folder, which the DaemonSet mounts
 }
 
 // WatchedSysctls are the host sysctls the kubelet sets at start (its kernel tunables) and the one

@@ -74,6 +74,8 @@ var host = hostLayout{
 		"/run/containerd", "/run/containerd/s", HostCDIDir,
 		"/opt/cni", "/opt/cni/bin", // the DaemonSet's hostPath for the IPAM plugins (DirectoryOrCreate)
 		"/etc/cni", "/etc/cni/net.d", // the DaemonSet's hostPath for the IPAM plugins' configuration (DirectoryOrCreate)
+		"/var/lib/cni/networks", // host-local's default store, the DaemonSet's hostPath (DirectoryOrCreate)
+		"/run/cni",              // the dhcp daemon's socket folder, the DaemonSet's hostPath (DirectoryOrCreate)
 	},
 	Trees: []string{HostKubeletRoot, "/opt/netdevice-plugin", "/run/netdevice-plugin",
 		"/var/run/k8s.cni.cncf.io", "/var/lib/netdevice-plugin"},
