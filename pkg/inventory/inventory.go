@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/jaypipes/pcidb"
-
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci"
@@ -26,10 +24,11 @@ type Options struct {
 	DevRoot       string // where the host's device nodes are ("" = /dev): whether rdma_cm is there
 }
 
-// Scanner discovers devices; pci.ids is loaded once, when the scanner is made.
+// Scanner discovers devices; pci.ids is found when the scanner is made, and read only for the
+// vendor:device pairs the scans meet.
 type Scanner struct {
 	root    string
-	db      *pcidb.PCIDB
+	ids     *pci.IDs
 	links   bool
 	devRoot string
 }
@@ -40,7 +39,7 @@ func New(opts Options) (*Scanner, error) {
 	if root == "" {
 		root = DefaultSysfsRoot
 	}
-	db, err := pci.LoadPCIDB(opts.PCIIDsPath)
+	ids, err := pci.OpenIDs(opts.PCIIDsPath)
 	if err != nil {
 		return nil, fmt.Errorf("load pci.ids: %w", err)
 	}
@@ -48,7 +47,7 @@ func New(opts Options) (*Scanner, error) {
 	if devRoot == "" {
 		devRoot = "/dev"
 	}
-	return &Scanner{root: root, db: db, links: opts.SoftwareLinks, devRoot: devRoot}, nil
+	return &Scanner{root: root, ids: ids, links: opts.SoftwareLinks, devRoot: devRoot}, nil
 }
 
 // SysfsRoot is the sysfs directory the scanner reads.
@@ -56,7 +55,7 @@ func (s *Scanner) SysfsRoot() string { return s.root }
 
 // Scan returns every device, sorted by ID.
 func (s *Scanner) Scan() ([]device.Device, error) {
-	devs, err := pci.Scan(s.root, s.db)
+	devs, err := pci.Scan(s.root, s.ids)
 	if err != nil {
 		return nil, fmt.Errorf("scan PCI devices under %s: %w", s.root, err)
 	}

@@ -3,23 +3,22 @@
 // parameter, so the same code reads a real host's /sys and the fixture trees of testdata/sysfs.
 //
 // Everything but the names is read straight from sysfs, one readdir per function plus the attributes
-// needed. Names come from pci.ids through ghw (with the database loaded once and handed over); when
-// ghw cannot read the tree, from the same database directly. sriovnet tells switchdev representors
-// from uplinks (devlink on a real host, phys_port_name otherwise), reading the sysfs root through its
-// replaceable filesystem.
+// needed, by several goroutines in a full scan. Names come from pci.ids (IDs: only the vendor:device
+// pairs found, looked up once per process). A Scanner keeps what it read, so that an event re-reads
+// only the functions it names (Scanner.Update). sriovnet tells switchdev representors from uplinks
+// (devlink on a real host, phys_port_name otherwise), reading the sysfs root through its replaceable
+// filesystem.
 package pci
 
 //go:generate go run ./pcitest/genfixtures -out ../../testdata/sysfs
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/jaypipes/pcidb"
 	"k8s.io/klog/v2"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
@@ -36,67 +35,16 @@ type function struct {
 
 // Scan returns every PCI function of class 0x02xxxx under sysfsRoot (the sysfs folder itself: "/sys",
 // "testdata/sysfs/e810/sys") and one Device per switchdev representor netdev of a PF, sorted by ID.
-// db may be nil (no pci.ids): names stay "". A root without bus/pci/devices is an error; a surprise in
+// ids may be nil (no pci.ids): names stay "". A root without bus/pci/devices is an error; a surprise in
 // one function (unreadable file, dangling link, garbage number) is logged and leaves the absent value.
-func Scan(sysfsRoot string, db *pcidb.PCIDB) ([]device.Device, error) {
-	buf := new(scratch)
-	busPath := filepath.Join(sysfsRoot, "bus", "pci", "devices")
-	bus, err := openSysDir(busPath, buf)
-	if err != nil {
-		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", sysfsRoot, err)
-	}
-	defer bus.close()
-	addrs, err := bus.names()
-	if err != nil {
-		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", sysfsRoot, err)
-	}
-	fns := make(map[string]*function, len(addrs))
-	nreps := 0
-	nm := namer{ghw: ghwNames(sysfsRoot, db, len(addrs)), db: db}
-	withSriovnetRoot(sysfsRoot, func() {
-		for _, addr := range addrs {
-			if !isPCIAddress(addr) {
-				klog.Warningf("pci: %s: %q is not a PCI address, skipped", busPath, addr)
-				continue
-			}
-			dir, err := bus.sub(addr)
-			if err != nil {
-				klog.Warningf("pci: %s: %v", addr, err)
-				continue
-			}
-			if f := readFunction(&dir, addr, nm); f != nil {
-				if f.dev.IsVFIO() {
-					f.dev.VFIONoIOMMU = noIOMMUGroup(sysfsRoot, addr, f.dev.IOMMUGroup)
-				}
-				fns[addr] = f
-				nreps += len(f.reps)
-			}
-			dir.close()
-		}
-	})
-	out := make([]device.Device, 0, len(fns)+nreps)
-	for addr, f := range fns {
-		if f.physfn != "" {
-			linkVF(&f.dev, addr, f.physfn, fns)
-		}
-		if f.pkeyOf != "" && effectiveLinkType(&f.dev) == "infiniband" {
-			// sriov-dp reads the key only of an InfiniBand function (its VF takes the PF's type).
-			if dir, err := bus.sub(addr); err == nil {
-				f.dev.PKey = readPKey(addr, &dir, f.pkeyOf)
-				dir.close()
-			}
-		}
-		out = append(out, f.dev)
-		for i := range f.reps {
-			out = append(out, representor(&f.dev, &f.reps[i]))
-		}
-	}
-	device.SortByID(out)
-	return out, nil
+// It is NewScanner(sysfsRoot, ids).Scan(); a Scanner kept between scans re-reads single functions.
+func Scan(sysfsRoot string, ids *IDs) ([]device.Device, error) {
+	return NewScanner(sysfsRoot, ids).Scan()
 }
 
-// readFunction reads one PCI function; nil when it is not a network function.
-func readFunction(dir *sysDir, addr string, nm namer) *function {
+// readFunction reads one PCI function, names and PF facts aside (the scanner adds them); nil when it
+// is not a network function.
+func readFunction(dir *sysDir, addr string) *function {
 	class, ok := readClass(dir, addr)
 	if !ok || !strings.HasPrefix(class, "0x02") {
 		return nil
@@ -110,7 +58,6 @@ func readFunction(dir *sysDir, addr string, nm namer) *function {
 	d.ID, d.PCIAddress, d.Class = addr, addr, class
 	d.Vendor = idAttr(dir, addr, "vendor")
 	d.Device = idAttr(dir, addr, "device")
-	d.VendorName, d.DeviceName = nm.names(addr, d.Vendor, d.Device)
 	d.Driver = driver(dir, addr)
 	d.NUMANode = numaNode(dir, addr)
 	d.IOMMUGroup = iommuGroup(dir, addr)
