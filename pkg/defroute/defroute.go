@@ -46,6 +46,9 @@ type View struct {
 	// Uppers maps a link's index to the links bound to it (see Lowers), and its master: the links
 	// the kernel deletes or detaches when it leaves the namespace. Sorted by index.
 	Uppers map[int][]int
+	// RouteLinks are the indexes of the links the default routes go out of (RouteLinks), sorted:
+	// with Nodes of the links, what CarriersOf needs to apply the rule again after a link changes.
+	RouteLinks []int
 }
 
 // Read lists the namespace's links and routes once and derives the carriers and upper links. A dump
@@ -84,7 +87,8 @@ func readFrom(l lister) (*View, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &View{Links: links, Carriers: carriersOf(links, routes), Uppers: uppersOf(links)}, nil
+		nodes, via := NodesOf(links), RouteLinks(routes)
+		return &View{Links: links, Carriers: CarriersOf(nodes, via), Uppers: UppersOf(nodes), RouteLinks: via}, nil
 	}
 	return nil, fmt.Errorf("links or routes kept changing during %d dumps: %w", Tries, err)
 }
@@ -93,11 +97,6 @@ func readFrom(l lister) (*View, error) {
 // beneath them.
 func carriersOf(links []netlink.Link, routes []netlink.Route) map[int]bool {
 	return CarriersOf(NodesOf(links), RouteLinks(routes))
-}
-
-// uppersOf maps each link bound to by another to those links, its master included.
-func uppersOf(links []netlink.Link) map[int][]int {
-	return UppersOf(NodesOf(links))
 }
 
 // Node is what the rule reads of one link: its index, its master and the devices beneath it
