@@ -390,7 +390,7 @@ func (s linkStates) changed(ev netdev.LinkEvent) bool {
 	}
 	prev, ok := s[ev.Index]
 	s[ev.Index] = ev
-	return !ok || prev != ev
+	return !ok || prev.Name != ev.Name || prev.Carrier != ev.Carrier || prev.Alias != ev.Alias || prev.Deleted != ev.Deleted
 }
 
 func (d *Daemon) onLinkEvents() {

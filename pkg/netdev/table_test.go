@@ -1,0 +1,188 @@
+package netdev
+
+import (
+	"context"
+	"net"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// A table kept by link and route events knows what a fresh dump knows, step after step, and names
+// the links each step changed; an event that repeats what it knows changes nothing.
+func TestTableFollowsEvents(t *testing.T) {
+	ns, h := newTestNamespace(t)
+	n, err := At(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	links, err := WatchLinksAt(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := WatchRoutesAt(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := NewTable()
+	if err := table.Load(n); err != nil {
+		t.Fatal(err)
+	}
+	link := func(name string) netlink.Link {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name   string
+		do     func()
+		names  []string // at least these reported
+		routed []string // links carrying the default route after the step
+	}{
+		{"veth pair created, up", func() {
+			mustLink(t, h, &netlink.Veth{LinkAttrs: attrs("ta"), PeerName: "tap"}, true)
+			must(h.LinkSetUp(link("tap")))
+		}, []string{"ta", "tap"}, nil},
+		{"peer down: carrier of ta", func() { must(h.LinkSetDown(link("tap"))) }, []string{"ta", "tap"}, nil},
+		{"ta into a bridge", func() {
+			br := mustLink(t, h, &netlink.Bridge{LinkAttrs: attrs("tbr")}, true)
+			must(h.LinkSetMaster(link("ta"), br))
+		}, []string{"ta", "tbr"}, nil},
+		{"default route on the bridge: its port carries it", func() {
+			mustDefaultRoute(t, h, link("tbr"), "10.77.0.2/24", "10.77.0.1")
+		}, []string{"ta", "tbr"}, []string{"ta", "tbr"}},
+		{"port renamed", func() {
+			must(h.LinkSetDown(link("ta")))
+			must(h.LinkSetName(link("ta"), "ta2"))
+		}, []string{"ta", "ta2"}, []string{"ta2", "tbr"}},
+		{"macvlan on the peer", func() {
+			a := attrs("tmv")
+			a.ParentIndex = link("tap").Attrs().Index
+			mustLink(t, h, &netlink.Macvlan{LinkAttrs: a, Mode: netlink.MACVLAN_MODE_BRIDGE}, false)
+		}, []string{"tmv", "tap"}, []string{"ta2", "tbr"}},
+		{"default route gone", func() {
+			must(h.RouteDel(&netlink.Route{LinkIndex: link("tbr").Attrs().Index, Gw: net.ParseIP("10.77.0.1")}))
+		}, []string{"ta2", "tbr"}, nil},
+		{"bridge deleted: the port has no upper", func() { must(h.LinkDel(link("tbr"))) }, []string{"ta2", "tbr"}, nil},
+		{"veth deleted with its macvlan", func() { must(h.LinkDel(link("tap"))) }, []string{"ta2", "tap", "tmv"}, nil},
+	}
+	for _, st := range steps {
+		st.do()
+		var evs []LinkEvent
+		routeChanged := false
+		// Events come within milliseconds; take them until 150 ms pass without one.
+		for quiet := time.After(150 * time.Millisecond); ; {
+			select {
+			case ev := <-links:
+				evs = append(evs, ev)
+				quiet = time.After(150 * time.Millisecond)
+				continue
+			case <-routes:
+				routeChanged = true
+				quiet = time.After(150 * time.Millisecond)
+				continue
+			case <-quiet:
+			}
+			break
+		}
+		got := table.Apply(evs)
+		if routeChanged {
+			more, err := table.ReadRoutes(n)
+			must(err)
+			got = append(got, more...)
+		}
+		for _, name := range st.names {
+			if !slices.Contains(got, name) {
+				t.Errorf("%s: changed %v lacks %s", st.name, got, name)
+			}
+		}
+		fresh := NewTable()
+		must(fresh.Load(n))
+		if g, w := table.SoftDevices(), fresh.SoftDevices(); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s: devices from events\n%+v\nfrom a dump\n%+v", st.name, g, w)
+		}
+		if g, w := table.Facts(), fresh.Facts(); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s: facts from events %+v, from a dump %+v", st.name, g, w)
+		}
+		var routed []string
+		for name := range table.Facts().Routed {
+			routed = append(routed, name)
+		}
+		slices.Sort(routed)
+		if !slices.Equal(routed, st.routed) {
+			t.Errorf("%s: routed %v, want %v", st.name, routed, st.routed)
+		}
+		// The last event of each link again changes nothing.
+		last := map[int]LinkEvent{}
+		for _, ev := range evs {
+			last[ev.Link.Index] = ev
+		}
+		var again []LinkEvent
+		for _, ev := range last {
+			if !ev.Deleted {
+				again = append(again, ev)
+			}
+		}
+		if names := table.Apply(again); len(names) != 0 {
+			t.Errorf("%s: the same events again changed %v", st.name, names)
+		}
+	}
+}
+
+// A subscription whose socket fails is made again, and the stream says events may be lost.
+func TestWatchResubscribes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	subs := make(chan chan int, 3)
+	subscribe := func(done <-chan struct{}, failed func(error)) (<-chan int, error) {
+		ch := make(chan int, 1)
+		subs <- ch
+		return ch, nil
+	}
+	events, err := watch(ctx, "test", subscribe, func(u int) (int, bool) { return u, u >= 0 }, -100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() int {
+		t.Helper()
+		select {
+		case e := <-events:
+			return e
+		case <-time.After(5 * time.Second):
+			t.Fatal("no event")
+		}
+		return 0
+	}
+	first := <-subs
+	first <- 1
+	if e := next(); e != 1 {
+		t.Fatalf("event %d, want 1", e)
+	}
+	first <- -1  // dropped by convert
+	close(first) // the socket failed
+	second := <-subs
+	if e := next(); e != -100 {
+		t.Fatalf("event %d after a failed subscription, want the resync event", e)
+	}
+	second <- 2
+	if e := next(); e != 2 {
+		t.Fatalf("event %d from the new subscription, want 2", e)
+	}
+	cancel()
+	for range events {
+	}
+}
