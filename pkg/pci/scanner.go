@@ -47,16 +47,24 @@ func (s *Scanner) Reads() int64 { return s.reads.Load() }
 // the scanner knew, and returns the devices sorted by ID. On an error the scanner keeps what it
 // knew.
 func (s *Scanner) Scan() ([]device.Device, error) {
+	if err := s.Load(); err != nil {
+		return nil, err
+	}
+	return s.Devices(), nil
+}
+
+// Load is Scan without building the list: the scanner knows every function afterwards.
+func (s *Scanner) Load() error {
 	buf := new(scratch)
 	busPath := filepath.Join(s.root, "bus", "pci", "devices")
 	bus, err := openSysDir(busPath, buf)
 	if err != nil {
-		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", s.root, err)
+		return fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", s.root, err)
 	}
 	defer bus.close()
 	addrs, err := bus.names()
 	if err != nil {
-		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", s.root, err)
+		return fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", s.root, err)
 	}
 	addrs = slices.DeleteFunc(addrs, func(a string) bool {
 		if !isPCIAddress(a) {
@@ -85,7 +93,7 @@ func (s *Scanner) Scan() ([]device.Device, error) {
 		f.dev.VendorName, f.dev.DeviceName = s.ids.Names(f.dev.Vendor, f.dev.Device)
 		s.link(&bus, addr, f)
 	}
-	return s.Devices(), nil
+	return nil
 }
 
 // readAll reads the functions at addrs, in parallel (sysfs reads are system calls: two cores read
