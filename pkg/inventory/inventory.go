@@ -219,6 +219,15 @@ func withoutPCINetdevs(soft, pciDevs []device.Device) []device.Device {
 	return out
 }
 
+// Len is the number of devices Devices would return.
+func (s *Scanner) Len() int {
+	n := s.pci.Len()
+	if s.table != nil {
+		n += s.table.SoftCount(func(name string) bool { _, isPCI := s.owner[name]; return !isPCI })
+	}
+	return n
+}
+
 // Device returns the device with the ID as the scanner knows it now.
 func (s *Scanner) Device(id string) (device.Device, bool) {
 	if d, ok := s.pci.Device(id); ok {

@@ -305,6 +305,17 @@ func (t *Table) SoftDevices() []device.Device {
 	return out
 }
 
+// SoftCount counts the software links whose name keep accepts.
+func (t *Table) SoftCount(keep func(name string) bool) int {
+	n := 0
+	for _, l := range t.links {
+		if l.Software() && keep(l.Name) {
+			n++
+		}
+	}
+	return n
+}
+
 // Facts are the facts of every link by name, for the PCI functions' netdevs too.
 func (t *Table) Facts() Facts {
 	f := Facts{Routed: make(map[string]bool, len(t.carriers)), Uppers: map[string][]string{}}

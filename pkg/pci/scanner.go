@@ -291,6 +291,9 @@ func (s *Scanner) Device(id string) (device.Device, bool) {
 	return device.Device{}, false
 }
 
+// Len is the number of devices Devices would return.
+func (s *Scanner) Len() int { return len(s.fns) + len(s.repOf) }
+
 // Devices returns every device the scanner knows, sorted by ID: one per network function and one
 // per switchdev representor of a PF.
 func (s *Scanner) Devices() []device.Device {
