@@ -9,6 +9,7 @@
 package inventory
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -30,6 +31,16 @@ const DefaultSysfsRoot = "/sys"
 // devices and their character devices, uio nodes). Network devices are followed through netlink
 // link events instead, which also say when their state changes.
 var UeventSubsystems = []string{"pci", "infiniband", "infiniband_verbs", "infiniband_mad", "uio"}
+
+// WatchUevents streams the uevents of UeventSubsystems that reach the calling process's network
+// namespace (the host's, for a daemon with hostNetwork) until ctx is done.
+func WatchUevents(ctx context.Context) (<-chan uevent.Event, error) {
+	conn, err := uevent.Dial(0)
+	if err != nil {
+		return nil, err
+	}
+	return uevent.Watch(ctx, conn, UeventSubsystems...), nil
+}
 
 // Options say where to look.
 type Options struct {
