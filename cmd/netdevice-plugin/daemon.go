@@ -140,6 +140,8 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 		Specs:          cdi.NewWriter(f.cdiDir, f.hookPath).With(cdi.WriterOptions{DevRoot: f.devRoot, MoveRDMA: rdmaMode == netdev.RDMAExclusive}),
 		Servers:        m.Servers(mgr),
 		Links:          netdev.WatchLinks,
+		Uevents:        inventory.WatchUevents,
+		Routes:         netdev.WatchRoutes,
 		ReconcileLinks: reconcileReturned,
 		RescanInterval: f.rescan,
 		Observer:       m,
