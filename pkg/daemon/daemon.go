@@ -554,7 +554,6 @@ func (d *Daemon) apply(scan []device.Device) {
 		}
 		klog.InfoS("Device left its pool: not on the host, and no pod holds it", "pool", p.resource, "device", id)
 	}
-	d.pruneHostNames(present)
 	result := pool.Assign(all, d.cfg)
 
 	pooled := make(map[string]pooledDevice, len(d.pooled))
@@ -567,6 +566,7 @@ func (d *Daemon) apply(scan []device.Device) {
 		}
 	}
 	d.pooled = pooled
+	d.pruneHostNames(present)
 	for _, p := range result.Pools {
 		d.syncPool(p, true, nil, inventory)
 	}

@@ -326,14 +326,16 @@ func (s *Scanner) Apply(ev Events) ([]string, error) {
 			ids[name] = true
 		}
 	}
-	if s.table != nil && len(ev.Links) > 0 {
+	if len(ev.Links) > 0 {
+		// Without software links there is no table, but a PCI netdev's event still re-reads
+		// its function.
 		for i := range ev.Links {
 			e := &ev.Links[i]
 			if e.Resync {
 				continue
 			}
 			names := []string{e.Link.Name}
-			if old, ok := s.table.Get(e.Link.Index); ok && old.Name != e.Link.Name {
+			if old, ok := s.linkAt(e.Link.Index); ok && old.Name != e.Link.Name {
 				names = append(names, old.Name)
 			}
 			for _, n := range names {
@@ -348,8 +350,10 @@ func (s *Scanner) Apply(ev Events) ([]string, error) {
 				}
 			}
 		}
-		for _, n := range s.table.Apply(ev.Links) {
-			named(n)
+		if s.table != nil {
+			for _, n := range s.table.Apply(ev.Links) {
+				named(n)
+			}
 		}
 	}
 	if s.table != nil && len(ev.Routes) > 0 {
@@ -407,6 +411,13 @@ func (s *Scanner) Apply(ev Events) ([]string, error) {
 		}
 	}
 	return sortedKeys(ids), nil
+}
+
+func (s *Scanner) linkAt(index int) (netdev.Link, bool) {
+	if s.table == nil {
+		return netdev.Link{}, false
+	}
+	return s.table.Get(index)
 }
 
 func (s *Scanner) linkNamed(name string) (netdev.Link, bool) {
