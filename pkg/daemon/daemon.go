@@ -136,6 +136,9 @@ type Daemon struct {
 	// Of each pool's CDI spec, besides written: the IDs it holds, and whether its last write failed.
 	inSpec     map[string]map[string]bool
 	specFailed map[string]bool
+	// rescanFailed: the last rescan of an Incremental scanner failed, so the next places every
+	// device (the scanner may have changed half way).
+	rescanFailed bool
 }
 
 // pooledDevice is a device as it was last seen in a pool, and the pool.
@@ -327,8 +330,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			d.refreshLogged("config change")
 		case <-tick.C:
-			d.reloadConfig()
+			cfgChanged := d.reloadConfig()
 			d.reconcileLinks()
+			if d.inc != nil && d.scanned {
+				d.rescanLogged("periodic rescan", cfgChanged)
+				continue
+			}
 			d.refreshLogged("periodic rescan")
 		case <-kubeletTick.C:
 			d.syncKubelet(ctx)
@@ -506,7 +513,7 @@ func (d *Daemon) releaseAllocations() {
 // the rescan that also counts what the events missed.
 func (d *Daemon) refresh(why string) error {
 	if d.inc != nil && d.scanned {
-		return d.rescan(why)
+		return d.rescan(why, true)
 	}
 	start := time.Now()
 	devs, err := d.opts.Scanner.Scan()

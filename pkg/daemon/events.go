@@ -27,7 +27,7 @@ type Incremental interface {
 	Device(id string) (device.Device, bool)
 	Devices() []device.Device
 	Len() int
-	Rescan() (devs []device.Device, missed []string, err error)
+	Rescan() (missed []string, err error)
 }
 
 // MissObserver hears how many devices a rescan found different from what the events had made of
@@ -96,7 +96,7 @@ func (d *Daemon) onEvents(batch inventory.Events, src eventSources) {
 		d.reconcileLinks() // its renames come back as events of their own
 	}
 	if batch.Lost() {
-		d.rescanLogged("events lost")
+		d.rescanLogged("events lost", false)
 		return
 	}
 	start := time.Now()
@@ -105,7 +105,7 @@ func (d *Daemon) onEvents(batch inventory.Events, src eventSources) {
 	if err != nil {
 		d.opts.Observer.Scanned(0, took, err)
 		klog.ErrorS(err, "Re-reading what the events name failed; rescanning")
-		d.rescanLogged("events could not be applied")
+		d.rescanLogged("events could not be applied", true) // the scanner may be half way: place everything
 		return
 	}
 	d.opts.Observer.Scanned(d.inc.Len(), took, nil)
@@ -119,31 +119,48 @@ func (d *Daemon) onEvents(batch inventory.Events, src eventSources) {
 	}
 }
 
-// rescan is the periodic full rescan of an Incremental scanner: it applies what it found and
-// counts the devices the events had missed.
-func (d *Daemon) rescan(why string) error {
+// rescan is the periodic full rescan of an Incremental scanner: it counts the devices the events
+// had missed and brings their pools up to date (those of devices needing vhost-net too: their
+// device nodes come and go with kernel modules, which no event announces). all places every device
+// again instead, as after a config change; so does the first rescan after one that failed (the
+// scanner may have changed half way).
+func (d *Daemon) rescan(why string, all bool) error {
 	start := time.Now()
-	devs, missed, err := d.inc.Rescan()
+	missed, err := d.inc.Rescan()
 	took := time.Since(start)
-	d.opts.Observer.Scanned(len(devs), took, err)
+	n := d.inc.Len()
+	d.opts.Observer.Scanned(n, took, err)
 	if err != nil {
+		d.rescanFailed = true
 		return err
 	}
-	klog.V(4).InfoS("Rescanned devices", "trigger", why, "devices", len(devs), "took", took, "missed", len(missed))
+	klog.V(4).InfoS("Rescanned devices", "trigger", why, "devices", n, "took", took, "missed", len(missed))
 	if len(missed) > 0 {
 		klog.InfoS("The rescan found devices the events had missed", "trigger", why, "devices", len(missed), "first", missed[:min(len(missed), 5)])
 		if o, ok := d.opts.Observer.(MissObserver); ok {
 			o.EventsMissed(len(missed))
 		}
 	}
-	d.scanned = true
-	d.apply(devs)
-	d.saveState()
+	if all || d.rescanFailed || !d.scanned {
+		d.rescanFailed, d.scanned = false, true
+		d.apply(d.inc.Devices())
+		d.saveState()
+		return nil
+	}
+	ids := missed
+	for id, p := range d.pooled {
+		if p.dev.VhostNet && !slices.Contains(missed, id) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 && d.applyChanged(ids) {
+		d.saveState()
+	}
 	return nil
 }
 
-func (d *Daemon) rescanLogged(why string) {
-	if err := d.rescan(why); err != nil {
+func (d *Daemon) rescanLogged(why string, all bool) {
+	if err := d.rescan(why, all); err != nil {
 		klog.ErrorS(err, "Rescan failed; keeping the current pools", "trigger", why)
 	}
 }
@@ -161,6 +178,17 @@ func specView(dev device.Device) device.Device {
 // and the CDI spec is compared and written only when a device came, went, or changed in more than
 // its link state. It reports whether what the state file keeps changed.
 func (d *Daemon) applyChanged(changed []string) (stateChanged bool) {
+	// A VF's health follows its PF's carrier: a changed PF changes its pooled VFs' entries.
+	set := make(map[string]bool, len(changed))
+	for _, id := range changed {
+		set[id] = true
+	}
+	for id, p := range d.pooled {
+		if pf := p.dev.PFPCIAddress; pf != "" && set[pf] && !set[id] {
+			set[id] = true
+			changed = append(changed, id)
+		}
+	}
 	now := make([]device.Device, 0, len(changed))
 	present := make(map[string]bool, len(changed))
 	for _, id := range changed {

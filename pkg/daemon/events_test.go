@@ -66,7 +66,7 @@ type twin struct {
 	scanner *inventory.Scanner
 }
 
-func newTwin(t *testing.T, root, cfgPath string, ledger *allocation.Ledger) *twin {
+func newTwin(t testing.TB, root, cfgPath string, ledger *allocation.Ledger) *twin {
 	t.Helper()
 	scanner, err := inventory.New(inventory.Options{SysfsRoot: root})
 	if err != nil {
@@ -101,8 +101,9 @@ func netdevEvent(name string, index int, deleted bool) netdev.LinkEvent {
 // brings, a daemon that applied the events hands its servers and spec writer exactly what a twin
 // that rescanned and re-placed everything hands them, and keeps the same pooled devices and host
 // names. The changes cover VFs unbound, bound, created and destroyed, a PF's carrier (its VFs
-// follow), a VF netdev moved into a pod (the pool that chose it by name keeps it), and a VF the
-// kubelet holds destroyed under its pod (listed, gone, until released).
+// follow), a VF netdev moved into a pod (the pool that chose it by name keeps it), a VF the
+// kubelet holds destroyed under its pod (listed, gone, until released), and changes no event
+// announced, which the periodic rescan finds and applies alone.
 func TestIncrementalMatchesFullApply(t *testing.T) {
 	tr, err := pcitest.NewTree(t.TempDir())
 	if err != nil {
@@ -183,11 +184,26 @@ func TestIncrementalMatchesFullApply(t *testing.T) {
 		{"an event that changes nothing", func() inventory.Events {
 			return inventory.Events{Uevents: []uevent.Event{pciUevent("change", vf(1))}}
 		}},
+		// No event: the next two are found by the rescan, which places only what it found.
+		{"PF carrier down, unannounced", func() inventory.Events {
+			write(t, filepath.Join(funcDir("0000:3b:00.0"), "net/ens1f0/carrier"), "0")
+			return inventory.Events{}
+		}},
+		{"VF 1 unbound and VF 5 created, unannounced", func() inventory.Events {
+			must(os.Remove(filepath.Join(funcDir(vf(1)), "driver")))
+			must(addVF(tr, 5))
+			return inventory.Events{}
+		}},
 	}
 	for _, st := range steps {
 		ev := st.do()
 		reads := inc.scanner.Reads()
-		inc.d.onEvents(ev, eventSources{})
+		if ev.Empty() {
+			must(inc.d.rescan("missed", false))
+			reads = inc.scanner.Reads() // a rescan reads everything
+		} else {
+			inc.d.onEvents(ev, eventSources{})
+		}
 		if r := inc.scanner.Reads() - reads; r > 2 {
 			t.Errorf("%s: the events re-read %d functions", st.name, r)
 		}

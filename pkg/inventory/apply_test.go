@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
@@ -169,27 +171,71 @@ func TestApply(t *testing.T) {
 	}
 }
 
-// What the events missed, the rescan finds and names.
+// What the events missed, the rescan finds and names: exactly the devices that differ from what
+// the scanner knew.
 func TestRescanNamesWhatEventsMissed(t *testing.T) {
+	ns, h := newNamespace(t)
 	tr, err := pcitest.NewTree(t.TempDir())
 	must(t, err)
 	must(t, pcitest.Fixtures["e810"](tr))
-	s, err := New(Options{SysfsRoot: tr.Root})
+	s, err := New(Options{SysfsRoot: tr.Root, SoftwareLinks: true})
 	must(t, err)
-	if _, missed, err := s.Rescan(); err != nil || missed != nil {
-		t.Fatalf("first Rescan: missed %v, %v; want nothing (nothing known before)", missed, err)
+	defer s.Close()
+	rescan := func() []string {
+		t.Helper()
+		var missed []string
+		err := inNS(ns, func() error {
+			var err error
+			missed, err = s.Rescan()
+			return err
+		})
+		must(t, err)
+		return missed
+	}
+	if missed := rescan(); missed != nil {
+		t.Fatalf("first Rescan: missed %v, want nothing (nothing known before)", missed)
 	}
 	d, err := tr.FuncDir(vf0)
 	must(t, err)
-	must(t, os.WriteFile(filepath.Join(d, "net/ens1f0v0/carrier"), []byte("0\n"), 0o644))
-	must(t, os.Remove(filepath.Join(tr.Root, "bus/pci/devices", vf1)))
-	_, missed, err := s.Rescan()
-	must(t, err)
-	if !slices.Equal(missed, []string{vf0, vf1}) {
-		t.Errorf("missed %v, want [%s %s]", missed, vf0, vf1)
+	steps := []struct {
+		name string
+		do   func()
+		want []string
+	}{
+		{"a VF's carrier and a VF gone", func() {
+			must(t, os.WriteFile(filepath.Join(d, "net/ens1f0v0/carrier"), []byte("0\n"), 0o644))
+			must(t, os.Remove(filepath.Join(tr.Root, "bus/pci/devices", vf1)))
+		}, []string{vf0, vf1}},
+		{"nothing", func() {}, nil},
+		{"a software link, and a link named as the PF's netdev", func() {
+			la := netlink.NewLinkAttrs()
+			la.Name = "ndr0"
+			must(t, h.LinkAdd(&netlink.Ifb{LinkAttrs: la}))
+			la = netlink.NewLinkAttrs()
+			la.Name = "ens1f0"
+			must(t, h.LinkAdd(&netlink.Ifb{LinkAttrs: la}))
+		}, []string{"ndr0"}},
+		{"that link under a bridge: the PF has an upper now", func() {
+			la := netlink.NewLinkAttrs()
+			la.Name = "ndrbr"
+			must(t, h.LinkAdd(&netlink.Bridge{LinkAttrs: la}))
+			br, err := h.LinkByName("ndrbr")
+			must(t, err)
+			l, err := h.LinkByName("ens1f0")
+			must(t, err)
+			must(t, h.LinkSetMaster(l, br))
+		}, []string{pf0, "ndrbr"}},
 	}
-	if _, missed, _ := s.Rescan(); missed != nil {
-		t.Errorf("a rescan with nothing changed missed %v", missed)
+	for _, st := range steps {
+		before := s.Devices()
+		st.do()
+		missed := rescan()
+		if !slices.Equal(missed, st.want) {
+			t.Errorf("%s: missed %v, want %v", st.name, missed, st.want)
+		}
+		if diff := differences(before, s.Devices()); !slices.Equal(diff, missed) {
+			t.Errorf("%s: missed %v, but the devices that differ are %v", st.name, missed, diff)
+		}
 	}
 }
 
@@ -233,4 +279,24 @@ func find(devs []device.Device, id string) device.Device {
 		}
 	}
 	return device.Device{}
+}
+
+// inNS runs fn with the calling thread inside ns, as the daemon runs in the host's.
+func inNS(ns netns.NsHandle, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		return err
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			panic(err) // a thread left in the test namespace would poison later tests
+		}
+	}()
+	return fn()
 }

@@ -103,28 +103,70 @@ func (s *Scanner) Close() {
 // Scan reads every device again and returns them all, sorted by ID. On an error the scanner keeps
 // what it knew.
 func (s *Scanner) Scan() ([]device.Device, error) {
-	if err := s.load(); err != nil {
+	if _, err := s.load(); err != nil {
 		return nil, err
 	}
 	return s.Devices(), nil
 }
 
-// Rescan is Scan for a scanner that events keep current: it also returns the IDs of the devices
-// whose Device the scan found different from what the events had made of it (added, removed or
-// changed), sorted: what the events missed.
-func (s *Scanner) Rescan() (devs []device.Device, missed []string, err error) {
-	var before []device.Device
-	if s.scanned {
-		before = s.Devices()
+// Rescan is Scan for a scanner that events keep current: it reads everything again and returns
+// the IDs of the devices whose Device the scan found different from what the events had made of
+// it (added, gone or changed), sorted: what the events missed. Device and Devices tell what they
+// are now. Before the first scan it reports nothing.
+func (s *Scanner) Rescan() ([]string, error) {
+	if !s.scanned {
+		_, err := s.load()
+		return nil, err
 	}
-	if err := s.load(); err != nil {
-		return nil, nil, err
+	oldTable, oldOwner, oldNames, oldCM := s.table, s.owner, s.namesOf, s.rdmaCM
+	changed, err := s.load()
+	if err != nil {
+		return nil, err
 	}
-	devs = s.Devices()
-	if before != nil {
-		missed = differences(before, devs)
+	ids := map[string]bool{}
+	soft := func(names []string) {
+		for _, n := range names {
+			if l, ok := s.linkNamed(n); ok && l.Software() {
+				ids[n] = true
+			} else if oldTable != nil {
+				if l, ok := oldTable.ByName(n); ok && l.Software() {
+					ids[n] = true
+				}
+			}
+		}
 	}
-	return devs, missed, nil
+	for _, id := range changed {
+		ids[id] = true
+		// A name that left or came to a PCI device hides or shows a software link of that name.
+		soft(oldNames[id])
+		soft(s.namesOf[id])
+	}
+	if s.table != nil && oldTable != nil {
+		for _, n := range s.table.Changed(oldTable) {
+			id, isPCI := s.owner[n]
+			oldID, wasPCI := oldOwner[n]
+			if !isPCI {
+				ids[n] = true // the software link of that name
+			}
+			// A PCI netdev's link matters through its facts alone.
+			if (isPCI || wasPCI) && (s.table.Routed(n) != oldTable.Routed(n) || !slices.Equal(s.table.Uppers(n), oldTable.Uppers(n))) {
+				if isPCI {
+					ids[id] = true
+				}
+				if wasPCI {
+					ids[oldID] = true
+				}
+			}
+		}
+	}
+	if s.rdmaCM != oldCM {
+		for _, d := range s.pci.Devices() {
+			if len(d.RDMADevices) > 0 {
+				ids[d.ID] = true
+			}
+		}
+	}
+	return sortedKeys(ids), nil
 }
 
 // differences returns the IDs present in only one of two sorted lists, or in both but different.
@@ -150,31 +192,31 @@ func differences(a, b []device.Device) []string {
 	return out
 }
 
-func (s *Scanner) load() error {
-	if err := s.pci.Load(); err != nil {
-		return fmt.Errorf("scan PCI devices under %s: %w", s.root, err)
+// load reads everything again and returns the PCI devices that changed.
+func (s *Scanner) load() ([]string, error) {
+	changed, err := s.pci.Load()
+	if err != nil {
+		return nil, fmt.Errorf("scan PCI devices under %s: %w", s.root, err)
 	}
 	s.rdmaCM = s.hasRDMACM()
 	s.namesOf, s.owner = map[string][]string{}, map[string]string{}
-	for _, d := range s.pci.Devices() {
-		s.index(d.ID, d.IfNames)
-	}
+	s.pci.NetdevNames(s.index)
 	if s.links {
 		if s.ns == nil {
 			ns, err := netdev.Current()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			s.ns = ns
 		}
 		t := netdev.NewTable()
 		if err := t.Load(s.ns); err != nil {
-			return fmt.Errorf("scan software links and default routes: %w", err)
+			return nil, fmt.Errorf("scan software links and default routes: %w", err)
 		}
 		s.table = t
 	}
 	s.scanned = true
-	return nil
+	return changed, nil
 }
 
 // index records the netdev names of a PCI device.

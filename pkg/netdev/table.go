@@ -3,6 +3,7 @@ package netdev
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -303,6 +304,30 @@ func (t *Table) SoftDevices() []device.Device {
 	}
 	device.SortByID(out)
 	return out
+}
+
+// Changed returns the names of the links whose Device (a software link's) or facts (Routed,
+// Uppers) differ between old and t, sorted: what a reload found that the events had not told.
+func (t *Table) Changed(old *Table) []string {
+	changed := map[string]bool{}
+	check := func(name string) {
+		if changed[name] {
+			return
+		}
+		a, aok := old.Soft(name)
+		b, bok := t.Soft(name)
+		if aok != bok || !reflect.DeepEqual(a, b) || old.Routed(name) != t.Routed(name) ||
+			!slices.Equal(old.Uppers(name), t.Uppers(name)) {
+			changed[name] = true
+		}
+	}
+	for name := range t.byName {
+		check(name)
+	}
+	for name := range old.byName {
+		check(name)
+	}
+	return sortedKeys(changed)
 }
 
 // SoftCount counts the software links whose name keep accepts.

@@ -3,6 +3,7 @@ package pci
 import (
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"sync"
@@ -47,24 +48,26 @@ func (s *Scanner) Reads() int64 { return s.reads.Load() }
 // the scanner knew, and returns the devices sorted by ID. On an error the scanner keeps what it
 // knew.
 func (s *Scanner) Scan() ([]device.Device, error) {
-	if err := s.Load(); err != nil {
+	if _, err := s.Load(); err != nil {
 		return nil, err
 	}
 	return s.Devices(), nil
 }
 
-// Load is Scan without building the list: the scanner knows every function afterwards.
-func (s *Scanner) Load() error {
+// Load is Scan without building the list: the scanner knows every function afterwards. It returns
+// the IDs of the devices that differ from what the scanner knew before (added, gone or changed),
+// sorted: all of them at the first load.
+func (s *Scanner) Load() ([]string, error) {
 	buf := new(scratch)
 	busPath := filepath.Join(s.root, "bus", "pci", "devices")
 	bus, err := openSysDir(busPath, buf)
 	if err != nil {
-		return fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", s.root, err)
+		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", s.root, err)
 	}
 	defer bus.close()
 	addrs, err := bus.names()
 	if err != nil {
-		return fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", s.root, err)
+		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", s.root, err)
 	}
 	addrs = slices.DeleteFunc(addrs, func(a string) bool {
 		if !isPCIAddress(a) {
@@ -75,6 +78,7 @@ func (s *Scanner) Load() error {
 	})
 	var read []*function
 	withSriovnetRoot(s.root, func() { read = s.readAll(&bus, addrs) })
+	old := s.fns
 	s.fns = make(map[string]*function, len(addrs))
 	s.vfsOf = map[string]map[string]struct{}{}
 	s.repOf = map[string]string{}
@@ -93,7 +97,56 @@ func (s *Scanner) Load() error {
 		f.dev.VendorName, f.dev.DeviceName = s.ids.Names(f.dev.Vendor, f.dev.Device)
 		s.link(&bus, addr, f)
 	}
-	return nil
+	return changedFunctions(old, s.fns), nil
+}
+
+// changedFunctions returns the IDs of the devices (functions, representors) that differ between
+// two loads, sorted.
+func changedFunctions(old, now map[string]*function) []string {
+	changed := map[string]bool{}
+	reps := func(f *function) {
+		for i := range f.reps {
+			changed[f.reps[i].name] = true
+		}
+	}
+	for addr, f := range now {
+		o := old[addr]
+		switch {
+		case o == nil, !reflect.DeepEqual(o.dev, f.dev):
+			changed[addr] = true
+			reps(f) // a representor takes its PF's facts
+			if o != nil {
+				reps(o)
+			}
+		case !reflect.DeepEqual(o.reps, f.reps):
+			// The representor netdevs alone changed.
+			byName := map[string]netdev{}
+			for _, r := range o.reps {
+				byName[r.name] = r
+			}
+			for _, r := range f.reps {
+				if or, ok := byName[r.name]; !ok || or != r {
+					changed[r.name] = true
+				}
+				delete(byName, r.name)
+			}
+			for name := range byName {
+				changed[name] = true
+			}
+		}
+	}
+	for addr, o := range old {
+		if now[addr] == nil {
+			changed[addr] = true
+			reps(o)
+		}
+	}
+	out := make([]string, 0, len(changed))
+	for id := range changed {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // readAll reads the functions at addrs, in parallel (sysfs reads are system calls: two cores read
@@ -289,6 +342,17 @@ func (s *Scanner) Device(id string) (device.Device, bool) {
 		}
 	}
 	return device.Device{}, false
+}
+
+// NetdevNames calls fn with the ID and netdev names (IfNames) of every device, unsorted, without
+// building the devices.
+func (s *Scanner) NetdevNames(fn func(id string, names []string)) {
+	for _, f := range s.fns {
+		fn(f.dev.ID, f.dev.IfNames)
+		for i := range f.reps {
+			fn(f.reps[i].name, []string{f.reps[i].name})
+		}
+	}
 }
 
 // Len is the number of devices Devices would return.
