@@ -13,6 +13,7 @@ package pci
 //go:generate go run ./pcitest/genfixtures -out ../../testdata/sysfs
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,21 +44,41 @@ func Scan(sysfsRoot string, ids *IDs) ([]device.Device, error) {
 }
 
 // readFunction reads one PCI function, names and PF facts aside (the scanner adds them); nil when it
-// is not a network function.
+// is not a network function. Class, vendor and device come from modalias, one file instead of
+// three, when the three files are there too (the kernel prints all four from the same fields);
+// otherwise from the files, each surprise logged as it always was.
 func readFunction(dir *sysDir, addr string) *function {
-	class, ok := readClass(dir, addr)
-	if !ok || !strings.HasPrefix(class, "0x02") {
+	m, fromModalias := modaliasIDs(dir)
+	class := m.class
+	if !fromModalias {
+		var ok bool
+		if class, ok = readClass(dir, addr); !ok {
+			return nil
+		}
+	}
+	if !strings.HasPrefix(class, "0x02") {
 		return nil
 	}
-	entries, err := dir.names()
+	entries, err := dir.keptNames(keepEntry)
 	if err != nil {
 		klog.Warningf("pci: %s: %v", addr, err)
+	}
+	if fromModalias && !(slices.Contains(entries, "class") && slices.Contains(entries, "vendor") && slices.Contains(entries, "device")) {
+		fromModalias = false
+		var ok bool
+		if class, ok = readClass(dir, addr); !ok || !strings.HasPrefix(class, "0x02") {
+			return nil
+		}
 	}
 	f := &function{dev: device.New()}
 	d := &f.dev
 	d.ID, d.PCIAddress, d.Class = addr, addr, class
-	d.Vendor = idAttr(dir, addr, "vendor")
-	d.Device = idAttr(dir, addr, "device")
+	if fromModalias {
+		d.Vendor, d.Device = m.vendor, m.device
+	} else {
+		d.Vendor = idAttr(dir, addr, "vendor")
+		d.Device = idAttr(dir, addr, "device")
+	}
 	d.Driver = driver(dir, addr)
 	d.NUMANode = numaNode(dir, addr)
 	d.IOMMUGroup = iommuGroup(dir, addr)
@@ -187,11 +208,75 @@ func representor(pf *device.Device, n *netdev) device.Device {
 	return d
 }
 
+// keepEntry keeps the entries of a function's folder that discovery looks at, as constant strings
+// where it can (virtfnN and virtioN are made).
+func keepEntry(name []byte) (string, bool) {
+	switch string(name) {
+	case "class":
+		return "class", true
+	case "vendor":
+		return "vendor", true
+	case "device":
+		return "device", true
+	case "sriov_totalvfs":
+		return "sriov_totalvfs", true
+	case "sriov_numvfs":
+		return "sriov_numvfs", true
+	case "physfn":
+		return "physfn", true
+	case "uio":
+		return "uio", true
+	case "acpi_index":
+		return "acpi_index", true
+	case "net":
+		return "net", true
+	case "infiniband":
+		return "infiniband", true
+	case "infiniband_mad":
+		return "infiniband_mad", true
+	case "infiniband_verbs":
+		return "infiniband_verbs", true
+	}
+	if bytes.HasPrefix(name, []byte("virtfn")) || bytes.HasPrefix(name, []byte("virtio")) {
+		return string(name), true
+	}
+	return "", false
+}
+
+// pciIDs are the IDs modalias gives.
+type pciIDs struct{ vendor, device, class string }
+
+// modaliasIDs reads vendor, device and class from modalias
+// ("pci:v00008086d00001889sv00008086sd00000000bc02sc00i00"); false when it is missing or not
+// exactly that shape.
+func modaliasIDs(dir *sysDir) (pciIDs, bool) {
+	m, err := dir.attrBytes("modalias")
+	if err != nil || len(m) != 53 || string(m[:5]) != "pci:v" || string(m[5:9]) != "0000" || m[13] != 'd' ||
+		string(m[14:18]) != "0000" || string(m[22:24]) != "sv" || string(m[32:34]) != "sd" ||
+		string(m[42:44]) != "bc" || string(m[46:48]) != "sc" || m[50] != 'i' {
+		return pciIDs{}, false
+	}
+	lower := bytes.ToLower(m) // hex digits only past the checks above
+	for _, r := range [][2]int{{9, 13}, {18, 22}, {44, 46}, {48, 50}, {51, 53}} {
+		for _, c := range lower[r[0]:r[1]] {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return pciIDs{}, false
+			}
+		}
+	}
+	var class [8]byte
+	copy(class[:], "0x")
+	copy(class[2:], lower[44:46])
+	copy(class[4:], lower[48:50])
+	copy(class[6:], lower[51:53])
+	return pciIDs{vendor: intern(lower[9:13]), device: intern(lower[18:22]), class: intern(class[:])}, true
+}
+
 // readClass reads the PCI class ("0x020000"), from modalias when the class file fails.
 func readClass(dir *sysDir, addr string) (string, bool) {
 	c, err := dir.attr("class")
 	if err == nil && len(c) == 8 && strings.HasPrefix(c, "0x") {
-		return strings.ToLower(c), true
+		return intern([]byte(strings.ToLower(c))), true
 	}
 	m, merr := dir.attr("modalias")
 	if merr == nil {
@@ -211,7 +296,7 @@ func idAttr(dir *sysDir, addr, file string) string {
 		klog.Warningf("pci: %s: %s unreadable: %v", addr, file, err)
 		return ""
 	}
-	return hexID(v)
+	return intern([]byte(hexID(v)))
 }
 
 // intAttr reads a decimal attribute (sriov_totalvfs, sriov_numvfs); 0 when unreadable.
@@ -226,7 +311,7 @@ func intAttr(dir *sysDir, addr, file string) int {
 
 // driver is the bound driver, "" when unbound or when the link points at no driver.
 func driver(dir *sysDir, addr string) string {
-	name, err := dir.linkBase("driver")
+	name, err := dir.linkBaseInterned("driver")
 	if err != nil {
 		if !notExist(err) {
 			klog.Warningf("pci: %s: driver link unreadable: %v", addr, err)
