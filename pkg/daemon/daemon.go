@@ -126,7 +126,7 @@ type Daemon struct {
 	kubeletErr string                  // last error asking the kubelet, logged once
 	hostNames  map[string]hostNames    // PCI address -> last host netdev names seen
 	pooled     map[string]pooledDevice // ID -> last seen copy of every device in a pool
-	written    map[string]pool.Pool    // full name -> the pool as its CDI spec was last written
+	written    map[string]specPrint    // full name -> the pool as its CDI spec was last written
 	served     map[string]config.Resource
 	lastScan   []device.Device // what the last successful scan found, to re-place after ledger changes (not kept with an Incremental scanner, which holds its devices)
 	scanned    bool
@@ -196,7 +196,7 @@ func New(opts Options) (*Daemon, error) {
 		opts:      opts,
 		hostNames: map[string]hostNames{},
 		pooled:    map[string]pooledDevice{},
-		written:   map[string]pool.Pool{},
+		written:   map[string]specPrint{},
 		served:    map[string]config.Resource{},
 	}
 	d.inc, _ = opts.Scanner.(Incremental)
@@ -681,21 +681,25 @@ func (d *Daemon) writeSpec(p pool.Pool) (written bool) {
 		}
 		want.Devices = append(want.Devices, specView(dev))
 	}
-	if old, ok := d.written[name]; ok && reflect.DeepEqual(old, want) {
+	print := fingerprint(&want)
+	if old, ok := d.written[name]; ok && old == print {
 		delete(d.specFailed, name)
 	} else if err := d.opts.Specs.WritePool(want); err != nil {
 		klog.ErrorS(err, "Writing the CDI spec failed; new devices stay unhealthy until it succeeds", "pool", name)
 		d.specFailed[name] = true
 	} else {
 		klog.V(2).InfoS("CDI spec written", "pool", name, "devices", len(want.Devices))
-		d.written[name] = want
+		d.written[name] = print
 		delete(d.specFailed, name)
 		written = true
 	}
 	if _, ok := d.inSpec[name]; written || !ok {
-		ids := make(map[string]bool, len(d.written[name].Devices))
-		for _, dev := range d.written[name].Devices {
-			ids[dev.ID] = true
+		ids := map[string]bool{}
+		if written {
+			ids = make(map[string]bool, len(want.Devices))
+			for _, dev := range want.Devices {
+				ids[dev.ID] = true
+			}
 		}
 		d.inSpec[name] = ids
 	}
