@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/internal/deepeq"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
@@ -201,7 +201,7 @@ func (d *Daemon) applyChanged(changed []string) (stateChanged bool) {
 			before = d.hostNames[dev.PCIAddress]
 		}
 		d.keepHostNames(&dev)
-		if dev.IsPCI() && !reflect.DeepEqual(before, d.hostNames[dev.PCIAddress]) {
+		if after := d.hostNames[dev.PCIAddress]; dev.IsPCI() && !deepeq.Equal(&before, &after) {
 			stateChanged = true
 		}
 		present[id] = true
@@ -229,7 +229,7 @@ func (d *Daemon) applyChanged(changed []string) (stateChanged bool) {
 				if wasPooled {
 					touched[old.resource], specDirty[old.resource] = true, true
 				}
-			} else if old.gone || !reflect.DeepEqual(specView(old.dev), specView(next.dev)) {
+			} else if a, b := specView(old.dev), specView(next.dev); old.gone || !deepeq.Equal(&a, &b) {
 				specDirty[next.resource] = true
 			}
 			d.pooled[id] = next

@@ -3,7 +3,6 @@ package netdev
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/defroute"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/internal/deepeq"
 )
 
 // Link is what discovery keeps of one link of the namespace: the facts a software link's Device
@@ -316,7 +316,7 @@ func (t *Table) Changed(old *Table) []string {
 		}
 		a, aok := old.Soft(name)
 		b, bok := t.Soft(name)
-		if aok != bok || !reflect.DeepEqual(a, b) || old.Routed(name) != t.Routed(name) ||
+		if aok != bok || !deepeq.Equal(&a, &b) || old.Routed(name) != t.Routed(name) ||
 			!slices.Equal(old.Uppers(name), t.Uppers(name)) {
 			changed[name] = true
 		}

@@ -3,7 +3,6 @@ package pci
 import (
 	"fmt"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"slices"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/internal/deepeq"
 )
 
 // Scanner reads the PCI network functions of one sysfs root and keeps what it read, so that Update
@@ -112,13 +112,13 @@ func changedFunctions(old, now map[string]*function) []string {
 	for addr, f := range now {
 		o := old[addr]
 		switch {
-		case o == nil, !reflect.DeepEqual(o.dev, f.dev):
+		case o == nil, !deepeq.Equal(&o.dev, &f.dev):
 			changed[addr] = true
 			reps(f) // a representor takes its PF's facts
 			if o != nil {
 				reps(o)
 			}
-		case !reflect.DeepEqual(o.reps, f.reps):
+		case !slices.Equal(o.reps, f.reps):
 			// The representor netdevs alone changed.
 			byName := map[string]netdev{}
 			for _, r := range o.reps {
