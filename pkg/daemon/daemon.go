@@ -26,6 +26,7 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/health"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/internal/deepeq"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/podresources"
@@ -139,6 +140,8 @@ type Daemon struct {
 	// rescanFailed: the last rescan of an Incremental scanner failed, so the next places every
 	// device (the scanner may have changed half way).
 	rescanFailed bool
+	// entriesCfg is the config the pooled devices' server entries were computed under.
+	entriesCfg *config.Config
 }
 
 // pooledDevice is a device as it was last seen in a pool, and the pool.
@@ -148,6 +151,16 @@ type pooledDevice struct {
 	gone     bool          // not on the host: kept while the kubelet holds it
 	sdev     server.Device // what its server was last handed, when cached
 	cached   bool
+	reuse    bool // sdev's device nodes and _INFO are still this device's (it is as it was)
+}
+
+// carry keeps what can be kept of a device's old server entry: its device nodes and _INFO, when the
+// device is in the same pool, unchanged, under the same config. The rest (health, in use, in the
+// spec) is computed again.
+func (p *pooledDevice) carry(old pooledDevice, sameCfg bool) {
+	if sameCfg && old.cached && old.resource == p.resource && deepeq.Equal(&old.dev, &p.dev) {
+		p.sdev, p.reuse = old.sdev, true
+	}
 }
 
 // hostNames are the netdev names and link type a PCI function last had on the host, with its
@@ -565,14 +578,18 @@ func (d *Daemon) apply(scan []device.Device) {
 
 	pooled := make(map[string]pooledDevice, len(d.pooled))
 	keep := make(map[string]bool, len(result.Pools))
+	sameCfg := d.entriesCfg == d.cfg
 	for _, p := range result.Pools {
 		name := p.Resource.FullName()
 		keep[name] = true
 		for _, dev := range p.Devices {
-			pooled[dev.ID] = pooledDevice{dev: dev, resource: name, gone: !present[dev.ID]}
+			pd := pooledDevice{dev: dev, resource: name, gone: !present[dev.ID]}
+			pd.carry(d.pooled[dev.ID], sameCfg)
+			pooled[dev.ID] = pd
 		}
 	}
 	d.pooled = pooled
+	d.entriesCfg = d.cfg
 	d.pruneHostNames(present)
 	for _, p := range result.Pools {
 		d.syncPool(p, true, nil, inventory)
@@ -613,8 +630,12 @@ func (d *Daemon) syncPool(p pool.Pool, writeSpec bool, recompute map[string]bool
 		dev := &p.Devices[i]
 		pd := d.pooled[dev.ID]
 		if all || recompute[dev.ID] || !pd.cached {
-			pd.sdev = d.serverDevice(dev, &p.Resource, pd.gone, byID, inSpec)
-			pd.cached = true
+			var reuse *server.Device
+			if pd.reuse {
+				reuse = &pd.sdev
+			}
+			pd.sdev = d.serverDevice(dev, &p.Resource, pd.gone, byID, inSpec, reuse)
+			pd.cached, pd.reuse = true, false
 			d.pooled[dev.ID] = pd
 		}
 		sdevs[i] = pd.sdev
@@ -708,7 +729,8 @@ func (d *Daemon) writeSpec(p pool.Pool) (written bool) {
 
 // serverDevice turns a pooled device into what its server needs, deciding health, device nodes and
 // the _INFO entry now so that the kubelet's calls do no I/O.
-func (d *Daemon) serverDevice(dev *device.Device, res *config.Resource, gone bool, inventory map[string]*device.Device, inSpec map[string]bool) server.Device {
+// reuse, when set, is the device's last entry, whose device nodes and _INFO still hold.
+func (d *Daemon) serverDevice(dev *device.Device, res *config.Resource, gone bool, inventory map[string]*device.Device, inSpec map[string]bool, reuse *server.Device) server.Device {
 	sd := server.Device{
 		ID:           dev.ID,
 		Gone:         gone,
@@ -717,8 +739,11 @@ func (d *Daemon) serverDevice(dev *device.Device, res *config.Resource, gone boo
 		PCIAddress:   dev.PCIAddress,
 		PFPCIAddress: dev.PFPCIAddress,
 		CDI:          inSpec[dev.ID],
-		Nodes:        dev.Nodes(d.opts.DevRoot),
-		Info:         server.Info(dev, res),
+	}
+	if reuse != nil {
+		sd.Nodes, sd.Info = reuse.Nodes, reuse.Info
+	} else {
+		sd.Nodes, sd.Info = dev.Nodes(d.opts.DevRoot), server.Info(dev, res)
 	}
 	if dev.RDMA {
 		sd.RDMADevices = dev.RDMADevices

@@ -232,6 +232,7 @@ func (d *Daemon) applyChanged(changed []string) (stateChanged bool) {
 			} else if a, b := specView(old.dev), specView(next.dev); old.gone || !deepeq.Equal(&a, &b) {
 				specDirty[next.resource] = true
 			}
+			next.carry(old, d.entriesCfg == d.cfg)
 			d.pooled[id] = next
 		case !wasPooled:
 		case !present[id] && d.opts.Ledger.Holds(old.resource, id):

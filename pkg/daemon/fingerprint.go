@@ -20,77 +20,103 @@ type specPrint [sha256.Size]byte
 // fingerprint is the pool's specPrint. Every field takes part, whatever its type, so a field
 // added to device.Device or config.Resource one day is compared without anyone remembering to.
 func fingerprint(p *pool.Pool) specPrint {
-	h := sha256.New()
-	hashValue(h, reflect.ValueOf(p).Elem())
+	h := hasher{h: sha256.New()}
+	h.value(reflect.ValueOf(p).Elem())
+	h.flush()
 	var out specPrint
-	h.Sum(out[:0])
+	h.h.Sum(out[:0])
 	return out
 }
 
-// hashValue writes v into h unambiguously: each value with its length or a kind marker, maps in
-// key order.
-func hashValue(h hash.Hash, v reflect.Value) {
-	var b [9]byte
-	num := func(kind byte, x uint64) {
-		b[0] = kind
-		binary.LittleEndian.PutUint64(b[1:], x)
-		h.Write(b[:])
+// hasher feeds values to a hash through a buffer, so that writing a field allocates nothing.
+type hasher struct {
+	h   hash.Hash
+	buf [512]byte
+	n   int
+}
+
+func (h *hasher) flush() {
+	h.h.Write(h.buf[:h.n])
+	h.n = 0
+}
+
+func (h *hasher) bytes(s string) {
+	for len(s) > 0 {
+		if h.n == len(h.buf) {
+			h.flush()
+		}
+		c := copy(h.buf[h.n:], s)
+		h.n += c
+		s = s[c:]
 	}
+}
+
+func (h *hasher) num(kind byte, x uint64) {
+	if h.n+9 > len(h.buf) {
+		h.flush()
+	}
+	h.buf[h.n] = kind
+	binary.LittleEndian.PutUint64(h.buf[h.n+1:], x)
+	h.n += 9
+}
+
+// value writes v unambiguously: each value with its length or a kind marker, maps in key order.
+func (h *hasher) value(v reflect.Value) {
 	switch v.Kind() {
 	case reflect.String:
-		num('s', uint64(v.Len()))
-		h.Write([]byte(v.String()))
+		h.num('s', uint64(v.Len()))
+		h.bytes(v.String())
 	case reflect.Bool:
 		x := uint64(0)
 		if v.Bool() {
 			x = 1
 		}
-		num('b', x)
+		h.num('b', x)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		num('i', uint64(v.Int()))
+		h.num('i', uint64(v.Int()))
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		num('u', v.Uint())
+		h.num('u', v.Uint())
 	case reflect.Float32, reflect.Float64:
-		num('f', math.Float64bits(v.Float()))
+		h.num('f', math.Float64bits(v.Float()))
 	case reflect.Slice, reflect.Array:
 		if v.Kind() == reflect.Slice && v.IsNil() {
-			num('N', 0) // nil and empty differ for DeepEqual: here too
+			h.num('N', 0) // nil and empty differ for DeepEqual: here too
 			return
 		}
-		num('l', uint64(v.Len()))
+		h.num('l', uint64(v.Len()))
 		for i := range v.Len() {
-			hashValue(h, v.Index(i))
+			h.value(v.Index(i))
 		}
 	case reflect.Struct:
-		num('{', uint64(v.NumField()))
+		h.num('{', uint64(v.NumField()))
 		for i := range v.NumField() {
-			hashValue(h, v.Field(i))
+			h.value(v.Field(i))
 		}
 	case reflect.Map:
 		if v.IsNil() {
-			num('N', 0)
+			h.num('N', 0)
 			return
 		}
 		keys := v.MapKeys()
-		slices.SortFunc(keys, func(a, b reflect.Value) int { return compareKeys(a, b) })
-		num('m', uint64(len(keys)))
+		slices.SortFunc(keys, compareKeys)
+		h.num('m', uint64(len(keys)))
 		for _, k := range keys {
-			hashValue(h, k)
-			hashValue(h, v.MapIndex(k))
+			h.value(k)
+			h.value(v.MapIndex(k))
 		}
 	case reflect.Pointer, reflect.Interface:
 		if v.IsNil() {
-			num('N', 0)
+			h.num('N', 0)
 			return
 		}
-		num('p', 0)
-		hashValue(h, v.Elem())
+		h.num('p', 0)
+		h.value(v.Elem())
 	case reflect.Invalid:
-		num('0', 0)
+		h.num('0', 0)
 	default: // chan, func, complex, unsafe pointer: not in a spec's facts
 		s := fmt.Sprintf("%v", v)
-		num('?', uint64(len(s)))
-		h.Write([]byte(s))
+		h.num('?', uint64(len(s)))
+		h.bytes(s)
 	}
 }
 
