@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/allocation"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci/pcitest"
@@ -226,7 +228,41 @@ func TestIncrementalMatchesFullApply(t *testing.T) {
 		if len(inc.d.pooled) != len(full.d.pooled) {
 			t.Errorf("%s: %d pooled, full apply %d", st.name, len(inc.d.pooled), len(full.d.pooled))
 		}
+		// What both handed the servers is what computing every entry afresh gives: no cached
+		// entry, nor kept device nodes and _INFO, is stale.
+		for _, res := range inc.d.cfg.Resources {
+			for _, sd := range inc.servers.lists[res.FullName()] {
+				p := inc.d.pooled[sd.ID]
+				byID := inc.d.pfLookup([]device.Device{p.dev}, map[string]bool{sd.ID: true})
+				fresh := inc.d.serverDevice(&p.dev, &res, p.gone, byID, inc.d.inSpec[res.FullName()], nil)
+				if !reflect.DeepEqual(fresh, sd) {
+					t.Errorf("%s: %s handed %+v, afresh %+v", st.name, sd.ID, sd, fresh)
+				}
+			}
+		}
 	}
+	// A config change (additionalInfo, which every _INFO holds): the pools placed again, nothing
+	// kept from entries computed under the old config.
+	cfg2 := configOf(
+		`{"resourceName": "vf0_by_name", "resourcePrefix": "intel.com", "selectors": {"ifNames": ["ens1f0v0"]}}`,
+		`{"resourceName": "sriov_vf", "resourcePrefix": "intel.com", "additionalInfo": {"*": {"k": "v"}}, "selectors": {"vendors": ["8086"], "devices": ["1889"]}}`)
+	if err := os.WriteFile(cfgPath, []byte(cfg2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !inc.d.reloadConfig() || !full.d.reloadConfig() {
+		t.Fatal("the config change was not seen")
+	}
+	inc.d.apply(inc.d.inc.Devices()) // as Run does on a config change
+	must(full.d.refresh("config"))
+	if !reflect.DeepEqual(inc.servers.lists, full.servers.lists) {
+		t.Errorf("config change: servers got\n%+v\nfrom the events' daemon, and\n%+v\nfrom a full rescan", inc.servers.lists, full.servers.lists)
+	}
+	for _, sd := range inc.servers.lists["intel.com/sriov_vf"] {
+		if !strings.Contains(sd.Info, `"extra":{"k":"v"}`) {
+			t.Errorf("config change: %s keeps the _INFO of the old config: %s", sd.ID, sd.Info)
+		}
+	}
+
 	// Link-state changes write no spec: the PF's two carrier flips and the no-op cost no write
 	// the full twin did not also skip; the events' daemon wrote at most as often.
 	if inc.specs.writes > full.specs.writes {
