@@ -20,6 +20,7 @@ const physicalLinkType = "device"
 // Namespace reads links of one network namespace.
 type Namespace struct {
 	handle *netlink.Handle
+	ns     netns.NsHandle // netns.None(): the calling thread's
 }
 
 // Current opens the namespace the calling process runs in.
@@ -28,7 +29,7 @@ func Current() (*Namespace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink socket: %w", err)
 	}
-	return &Namespace{handle: h}, nil
+	return &Namespace{handle: h, ns: netns.None()}, nil
 }
 
 // At opens the namespace behind ns; the caller keeps ownership of ns.
@@ -37,7 +38,7 @@ func At(ns netns.NsHandle) (*Namespace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink socket in namespace %s: %w", ns, err)
 	}
-	return &Namespace{handle: h}, nil
+	return &Namespace{handle: h, ns: ns}, nil
 }
 
 // Close releases the netlink socket.

@@ -79,23 +79,39 @@ func NewTable() *Table {
 	return &Table{links: map[int]*Link{}, byName: map[string]int{}, carriers: map[int]bool{}, uppers: map[int][]string{}}
 }
 
-// Load replaces the table with one consistent dump of the namespace's links and routes (see
-// defroute.Read: a dump interrupted by changes is retried, then fails closed).
+// Load replaces the table with one consistent dump of the namespace's links and routes. The links
+// are read one receive buffer at a time (dumpLinks); the rule is pkg/defroute's. A dump interrupted
+// by changes is retried, then fails closed, as defroute.Read does.
 func (t *Table) Load(n *Namespace) error {
-	view, err := defroute.Read(n.handle)
-	if err != nil {
-		return err
+	var err error
+	for range defroute.Tries {
+		var links []Link
+		var routes []netlink.Route
+		if links, err = n.dumpLinks(); err == nil {
+			routes, err = n.handle.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+			if err != nil {
+				err = fmt.Errorf("list routes: %w", err)
+			}
+		}
+		if errors.Is(err, netlink.ErrDumpInterrupted) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		t.links = make(map[int]*Link, len(links))
+		t.byName = make(map[string]int, len(links))
+		for i := range links {
+			l := &links[i]
+			t.links[l.Index] = l
+			t.byName[l.Name] = l.Index
+		}
+		t.via = defroute.RouteLinks(routes)
+		t.carriers, t.uppers = map[int]bool{}, map[int][]string{}
+		t.derive()
+		return nil
 	}
-	t.links = make(map[int]*Link, len(view.Links))
-	t.byName = make(map[string]int, len(view.Links))
-	for _, l := range view.Links {
-		nl := LinkOf(l)
-		t.links[nl.Index] = &nl
-		t.byName[nl.Name] = nl.Index
-	}
-	t.via = view.RouteLinks
-	t.carriers, t.uppers = view.Carriers, t.upperNames(view.Uppers)
-	return nil
+	return fmt.Errorf("links or routes kept changing during %d dumps: %w", defroute.Tries, err)
 }
 
 // Len is the number of links.

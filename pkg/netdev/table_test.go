@@ -2,6 +2,7 @@ package netdev
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"reflect"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/defroute"
 )
 
 // A table kept by link and route events knows what a fresh dump knows, step after step, and names
@@ -184,5 +187,53 @@ func TestWatchResubscribes(t *testing.T) {
 	}
 	cancel()
 	for range events {
+	}
+}
+
+// The streamed dump reads what netlink's LinkList reads: a table loaded from it and one built from
+// defroute.Read's view list the same software links with the same facts.
+func TestLoadMatchesLinkList(t *testing.T) {
+	ns, h := newTestNamespace(t)
+	lv0 := mustLink(t, h, &netlink.Veth{LinkAttrs: attrs("lv0"), PeerName: "lv0p"}, true)
+	br := mustLink(t, h, &netlink.Bridge{LinkAttrs: attrs("lbr")}, true)
+	port := mustLink(t, h, &netlink.Veth{LinkAttrs: attrs("lport"), PeerName: "lportp"}, true)
+	if err := h.LinkSetMaster(port, br); err != nil {
+		t.Fatal(err)
+	}
+	mustDefaultRoute(t, h, br, "10.78.0.2/24", "10.78.0.1")
+	mv := attrs("lmv")
+	mv.ParentIndex = lv0.Attrs().Index
+	mustLink(t, h, &netlink.Macvlan{LinkAttrs: mv, Mode: netlink.MACVLAN_MODE_BRIDGE}, false)
+	for i := range 40 {
+		mustLink(t, h, &netlink.Ifb{LinkAttrs: attrs(fmt.Sprintf("lifb%d", i))}, i%2 == 0)
+	}
+	n, err := At(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	streamed := NewTable()
+	if err := streamed.Load(n); err != nil {
+		t.Fatal(err)
+	}
+	view, err := defroute.Read(n.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := NewTable()
+	for _, l := range view.Links {
+		k := LinkOf(l)
+		listed.links[k.Index], listed.byName[k.Name] = &k, k.Index
+	}
+	listed.via = view.RouteLinks
+	listed.derive()
+	if g, w := streamed.SoftDevices(), listed.SoftDevices(); !reflect.DeepEqual(g, w) {
+		t.Errorf("streamed dump\n%+v\nLinkList\n%+v", g, w)
+	}
+	if g, w := streamed.Facts(), listed.Facts(); !reflect.DeepEqual(g, w) {
+		t.Errorf("streamed facts %+v, LinkList's %+v", g, w)
+	}
+	if streamed.Len() != len(view.Links) || streamed.Len() < 47 {
+		t.Errorf("streamed %d links, LinkList %d", streamed.Len(), len(view.Links))
 	}
 }
