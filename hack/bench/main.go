@@ -14,6 +14,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,7 +238,7 @@ func benchDaemon(args []string) error {
 	}
 	dargs := []string{"--config", cfgPath, "--sysfs-root", root, "--device-plugin-dir", dp,
 		"--plugins-registry-dir", "", "--cdi-dir", filepath.Join(dir, "cdi"), "--state-file", "",
-		"--pod-resources-socket", "", "--devinfo-dir", "", "--pci-ids", *pciIDs}
+		"--pod-resources-socket", "", "--devinfo-dir", "", "--pci-ids", *pciIDs, "--metrics-addr", metricsAddr}
 	if *rescan > 0 {
 		dargs = append(dargs, "--rescan-interval", rescan.String())
 	}
@@ -368,7 +370,43 @@ func benchDaemon(args []string) error {
 		rss, hwm, _ := memory(pid)
 		fmt.Printf("idle %s: %.4f CPU-s/min (%s CPU); RSS %s, peak %s\n", idle.String(), perMin, (c1 - c0).String(), mib(rss), mib(hwm))
 	}
+	if m, err := goMemory(); err == nil {
+		fmt.Println("Go memory at the end:", m)
+	}
+	if keep := os.Getenv("BENCH_DAEMON_LOG"); keep != "" {
+		if log, err := os.ReadFile(logf.Name()); err == nil {
+			_ = os.WriteFile(keep, log, 0o644)
+		}
+	}
 	return nil
+}
+
+// metricsAddr is where the daemon serves /metrics in the benchmark's namespace, as the DaemonSet
+// has it serve them.
+const metricsAddr = "127.0.0.1:9402"
+
+// goMemory is what the daemon's Go runtime says of its memory (the Go collector's metrics).
+func goMemory() (string, error) {
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	var parts []string
+	for _, l := range strings.Split(string(body), "\n") {
+		for _, name := range []string{"go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes",
+			"go_memstats_heap_released_bytes", "go_memstats_next_gc_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes"} {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				parts = append(parts, fmt.Sprintf("%s %s", strings.TrimSuffix(strings.TrimPrefix(name, "go_memstats_"), "_bytes"), mib(int(f/1024))))
+			}
+		}
+	}
+	return strings.Join(parts, ", "), nil
 }
 
 // wait waits up to 10 s for the plugin's list to satisfy ok.

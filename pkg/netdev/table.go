@@ -10,7 +10,6 @@ import (
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/defroute"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
-	"github.com/netdevice-plugin/netdevice-plugin/pkg/internal/deepeq"
 )
 
 // Link is what discovery keeps of one link of the namespace: the facts a software link's Device
@@ -330,10 +329,10 @@ func (t *Table) Changed(old *Table) []string {
 		if changed[name] {
 			return
 		}
-		a, aok := old.Soft(name)
-		b, bok := t.Soft(name)
-		if aok != bok || !deepeq.Equal(&a, &b) || old.Routed(name) != t.Routed(name) ||
-			!slices.Equal(old.Uppers(name), t.Uppers(name)) {
+		a, aok := old.linkNamed(name)
+		b, bok := t.linkNamed(name)
+		if aok != bok || aok && (a.Software() != b.Software() || a.Software() && !sameDevice(a, b)) ||
+			old.Routed(name) != t.Routed(name) || !slices.Equal(old.Uppers(name), t.Uppers(name)) {
 			changed[name] = true
 		}
 	}
@@ -344,6 +343,20 @@ func (t *Table) Changed(old *Table) []string {
 		check(name)
 	}
 	return sortedKeys(changed)
+}
+
+func (t *Table) linkNamed(name string) (*Link, bool) {
+	i, ok := t.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return t.links[i], true
+}
+
+// sameDevice reports whether two links make the same Device (deviceOf, Loopback): the facts aside.
+func sameDevice(a, b *Link) bool {
+	return a.Name == b.Name && a.Kind == b.Kind && a.LinkType == b.LinkType && a.OperState == b.OperState &&
+		a.MAC == b.MAC && a.MTU == b.MTU && a.Carrier() == b.Carrier() && a.Loopback() == b.Loopback()
 }
 
 // SoftCount counts the software links whose name keep accepts.

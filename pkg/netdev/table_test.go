@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/defroute"
 )
@@ -235,5 +236,27 @@ func TestLoadMatchesLinkList(t *testing.T) {
 	}
 	if streamed.Len() != len(view.Links) || streamed.Len() < 47 {
 		t.Errorf("streamed %d links, LinkList %d", streamed.Len(), len(view.Links))
+	}
+}
+
+// sameDevice says what comparing the Devices of two links says.
+func TestSameDevice(t *testing.T) {
+	base := Link{Index: 3, Name: "v0", Kind: "veth", LinkType: "ether", OperState: "up", MAC: "02:00:00:00:00:01",
+		MTU: 1500, Flags: unix.IFF_UP | unix.IFF_LOWER_UP, Alias: "a", Master: 4, Lowers: []int{5}}
+	changes := []func(l *Link){
+		func(l *Link) { l.Name = "v1" }, func(l *Link) { l.Kind = "ifb" }, func(l *Link) { l.LinkType = "none" },
+		func(l *Link) { l.OperState = "down" }, func(l *Link) { l.MAC = "" }, func(l *Link) { l.MTU = 9000 },
+		func(l *Link) { l.Flags &^= unix.IFF_LOWER_UP }, func(l *Link) { l.Flags |= unix.IFF_LOOPBACK },
+		func(l *Link) { l.Flags |= unix.IFF_RUNNING }, // no effect on the Device
+		func(l *Link) { l.Index = 9 }, func(l *Link) { l.Alias = "" }, func(l *Link) { l.Master = 0 }, func(l *Link) { l.Lowers = nil },
+	}
+	for i, change := range changes {
+		b := base
+		change(&b)
+		da, db := deviceOf(&base), deviceOf(&b)
+		da.Loopback, db.Loopback = base.Loopback(), b.Loopback()
+		if got, want := sameDevice(&base, &b), reflect.DeepEqual(da, db); got != want {
+			t.Errorf("change %d: sameDevice = %v, the Devices equal: %v", i, got, want)
+		}
 	}
 }

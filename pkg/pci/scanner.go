@@ -2,6 +2,7 @@ package pci
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -76,69 +77,52 @@ func (s *Scanner) Load() ([]string, error) {
 		}
 		return false
 	})
-	var read []*function
-	withSriovnetRoot(s.root, func() { read = s.readAll(&bus, addrs) })
 	old := s.fns
+	var read []*function
+	withSriovnetRoot(s.root, func() { read = s.readAll(&bus, addrs, old) })
 	s.fns = make(map[string]*function, len(addrs))
 	s.vfsOf = map[string]map[string]struct{}{}
 	s.repOf = map[string]string{}
+	changed := map[string]bool{}
 	pairs := make([][2]string, 0, 8)
 	for i, f := range read {
 		if f == nil {
 			continue
 		}
-		s.add(addrs[i], f)
-		if p := [2]string{f.dev.Vendor, f.dev.Device}; !slices.Contains(pairs, p) {
-			pairs = append(pairs, p)
-		}
-	}
-	s.ids.Resolve(pairs)
-	for addr, f := range s.fns {
-		f.dev.VendorName, f.dev.DeviceName = s.ids.Names(f.dev.Vendor, f.dev.Device)
-		s.link(&bus, addr, f)
-	}
-	return changedFunctions(old, s.fns), nil
-}
-
-// changedFunctions returns the IDs of the devices (functions, representors) that differ between
-// two loads, sorted.
-func changedFunctions(old, now map[string]*function) []string {
-	changed := map[string]bool{}
-	reps := func(f *function) {
-		for i := range f.reps {
-			changed[f.reps[i].name] = true
-		}
-	}
-	for addr, f := range now {
-		o := old[addr]
-		switch {
-		case o == nil, !deepeq.Equal(&o.dev, &f.dev):
+		addr := addrs[i]
+		s.add(addr, f)
+		if o := old[addr]; o != f {
+			// Read anew: it came, or differs from what was known.
 			changed[addr] = true
-			reps(f) // a representor takes its PF's facts
-			if o != nil {
-				reps(o)
-			}
-		case !slices.Equal(o.reps, f.reps):
-			// The representor netdevs alone changed.
-			byName := map[string]netdev{}
-			for _, r := range o.reps {
-				byName[r.name] = r
-			}
-			for _, r := range f.reps {
-				if or, ok := byName[r.name]; !ok || or != r {
-					changed[r.name] = true
+			for _, x := range []*function{o, f} {
+				if x != nil {
+					for j := range x.reps {
+						changed[x.reps[j].name] = true
+					}
 				}
-				delete(byName, r.name)
 			}
-			for name := range byName {
-				changed[name] = true
+			if p := [2]string{f.dev.Vendor, f.dev.Device}; !slices.Contains(pairs, p) {
+				pairs = append(pairs, p)
 			}
 		}
 	}
 	for addr, o := range old {
-		if now[addr] == nil {
+		if s.fns[addr] == nil {
 			changed[addr] = true
-			reps(o)
+			for j := range o.reps {
+				changed[o.reps[j].name] = true
+			}
+		}
+	}
+	s.ids.Resolve(pairs)
+	for addr, f := range s.fns {
+		if changed[addr] {
+			f.dev.VendorName, f.dev.DeviceName = s.ids.Names(f.dev.Vendor, f.dev.Device)
+		}
+		before := linkedFacts(&f.dev)
+		s.link(&bus, addr, f)
+		if !changed[addr] && linkedFacts(&f.dev) != before {
+			changed[addr] = true // the same function, linked differently: its PF changed
 		}
 	}
 	out := make([]string, 0, len(changed))
@@ -146,13 +130,37 @@ func changedFunctions(old, now map[string]*function) []string {
 		out = append(out, id)
 	}
 	slices.Sort(out)
-	return out
+	return out, nil
+}
+
+// linked are the facts link sets, to tell whether linking again changed a function.
+type linked struct {
+	pfAddr, pfName, pfLinkType, pkey string
+	vfIndex                          int
+}
+
+func linkedFacts(d *device.Device) linked {
+	return linked{d.PFPCIAddress, d.PFName, d.PFLinkType, d.PKey, d.VFIndex}
+}
+
+// sameRead reports whether a function read now is the one known (old, linked and named): equal in
+// everything a read finds. Linking and names are left out; they are done again.
+func sameRead(old, now *function) bool {
+	if old.physfn != now.physfn || old.pkeyOf != now.pkeyOf || !maps.Equal(old.virtfns, now.virtfns) ||
+		!slices.Equal(old.reps, now.reps) {
+		return false
+	}
+	d := old.dev
+	d.PFPCIAddress, d.PFName, d.PFLinkType, d.VFIndex, d.PKey = "", "", "", -1, ""
+	d.VendorName, d.DeviceName = now.dev.VendorName, now.dev.DeviceName
+	return deepeq.Equal(&d, &now.dev)
 }
 
 // readAll reads the functions at addrs, in parallel (sysfs reads are system calls: two cores read
 // about twice as fast as one); result i is addrs[i]'s function, nil for one that is not a network
-// function or could not be read.
-func (s *Scanner) readAll(bus *sysDir, addrs []string) []*function {
+// function or could not be read. A function read as it was known (in old) is the known one: a
+// rescan that finds nothing new holds no second copy of the node.
+func (s *Scanner) readAll(bus *sysDir, addrs []string, old map[string]*function) []*function {
 	out := make([]*function, len(addrs))
 	workers := min(runtime.GOMAXPROCS(0), 4, len(addrs)/32+1)
 	var next atomic.Int64
@@ -166,7 +174,11 @@ func (s *Scanner) readAll(bus *sysDir, addrs []string) []*function {
 				if i >= len(addrs) {
 					return
 				}
-				out[i] = s.readOne(&b, addrs[i], true)
+				f := s.readOne(&b, addrs[i], true)
+				if o := old[addrs[i]]; o != nil && f != nil && sameRead(o, f) {
+					f = o
+				}
+				out[i] = f
 			}
 		})
 	}
