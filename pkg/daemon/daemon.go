@@ -555,8 +555,11 @@ func (d *Daemon) refresh(why string) error {
 func (d *Daemon) apply(scan []device.Device) {
 	present := make(map[string]bool, len(scan))
 	inventory := make(map[string]*device.Device, len(scan))
-	devs := make([]device.Device, len(scan), len(scan)+len(d.pooled))
-	copy(devs, scan) // keepHostNames changes them; the scan stays as found
+	devs := scan // an Incremental scanner's list is made for the call
+	if d.inc == nil {
+		devs = make([]device.Device, len(scan), len(scan)+len(d.pooled))
+		copy(devs, scan) // keepHostNames changes them; the scan stays as found (lastScan)
+	}
 	for i := range devs {
 		dev := &devs[i]
 		d.keepHostNames(dev)
@@ -695,24 +698,34 @@ func (d *Daemon) keepHostNames(dev *device.Device) {
 // the old spec stays and is retried.
 func (d *Daemon) writeSpec(p pool.Pool) (written bool) {
 	name := p.Resource.FullName()
-	want := pool.Pool{Resource: p.Resource, Devices: make([]device.Device, 0, len(p.Devices))}
-	for _, dev := range p.Devices {
-		if _, err := cdi.QualifiedName(&p.Resource, dev.ID); err != nil {
-			continue
+	valid := make([]bool, len(p.Devices))
+	n := 0
+	for i := range p.Devices {
+		if _, err := cdi.QualifiedName(&p.Resource, p.Devices[i].ID); err == nil {
+			valid[i] = true
+			n++
 		}
-		want.Devices = append(want.Devices, specView(dev))
 	}
-	print := fingerprint(&want)
+	var want pool.Pool // built only to write it
+	print := specFingerprint(&p, valid, n)
 	if old, ok := d.written[name]; ok && old == print {
 		delete(d.specFailed, name)
-	} else if err := d.opts.Specs.WritePool(want); err != nil {
-		klog.ErrorS(err, "Writing the CDI spec failed; new devices stay unhealthy until it succeeds", "pool", name)
-		d.specFailed[name] = true
 	} else {
-		klog.V(2).InfoS("CDI spec written", "pool", name, "devices", len(want.Devices))
-		d.written[name] = print
-		delete(d.specFailed, name)
-		written = true
+		want = pool.Pool{Resource: p.Resource, Devices: make([]device.Device, 0, n)}
+		for i := range p.Devices {
+			if valid[i] {
+				want.Devices = append(want.Devices, specView(p.Devices[i]))
+			}
+		}
+		if err := d.opts.Specs.WritePool(want); err != nil {
+			klog.ErrorS(err, "Writing the CDI spec failed; new devices stay unhealthy until it succeeds", "pool", name)
+			d.specFailed[name] = true
+		} else {
+			klog.V(2).InfoS("CDI spec written", "pool", name, "devices", len(want.Devices))
+			d.written[name] = print
+			delete(d.specFailed, name)
+			written = true
+		}
 	}
 	if _, ok := d.inSpec[name]; written || !ok {
 		ids := map[string]bool{}

@@ -25,6 +25,9 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/uevent"
 )
 
+// The daemon's scanner is the inventory, whose events keep it current.
+var _ Incremental = (*inventory.Scanner)(nil)
+
 // recServers and recSpecs remember what the loop last handed each pool's server and spec writer.
 type recServers struct {
 	lists   map[string][]server.Device

@@ -28,6 +28,26 @@ func fingerprint(p *pool.Pool) specPrint {
 	return out
 }
 
+// specFingerprint is the fingerprint of the spec writeSpec would write for p: its resource and the
+// devices valid says (n of them) in spec view, without making that pool.
+func specFingerprint(p *pool.Pool, valid []bool, n int) specPrint {
+	h := hasher{h: sha256.New()}
+	// As fingerprint(&pool.Pool{Resource, Devices}) walks it: the struct, its two fields.
+	h.num('{', 2)
+	h.value(reflect.ValueOf(&p.Resource).Elem())
+	h.num('l', uint64(n))
+	for i := range p.Devices {
+		if valid[i] {
+			d := specView(p.Devices[i])
+			h.value(reflect.ValueOf(&d).Elem())
+		}
+	}
+	h.flush()
+	var out specPrint
+	h.h.Sum(out[:0])
+	return out
+}
+
 // hasher feeds values to a hash through a buffer, so that writing a field allocates nothing.
 type hasher struct {
 	h   hash.Hash

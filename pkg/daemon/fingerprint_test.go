@@ -70,6 +70,15 @@ func TestFingerprint(t *testing.T) {
 	if fingerprint(&q) == want {
 		t.Error("a second device leaves the print as it was")
 	}
+	// The print of a pool as writeSpec takes it equals the print of the spec it would write.
+	q = base()
+	q.Devices = append(q.Devices, q.Devices[0], q.Devices[0])
+	q.Devices[1].ID, q.Devices[1].Carrier = "0000:3b:01.1", device.CarrierUp
+	q.Devices[2].ID = "9-not-a-cdi-name!"
+	spec := pool.Pool{Resource: q.Resource, Devices: []device.Device{specView(q.Devices[0]), specView(q.Devices[1])}}
+	if specFingerprint(&q, []bool{true, true, false}, 2) != fingerprint(&spec) {
+		t.Error("specFingerprint differs from the fingerprint of the spec")
+	}
 	q = base()
 	q.Resource.AdditionalInfo["*"]["a"] = "9"
 	if fingerprint(&q) == want {

@@ -248,28 +248,32 @@ func (s *Scanner) Devices() []device.Device {
 		s.addFacts(&devs[i])
 	}
 	if s.table != nil {
-		devs = append(devs, withoutPCINetdevs(s.table.SoftDevices(), devs)...)
-		device.SortByID(devs)
+		// Some drivers give their netdevs a netlink kind (IPoIB's are "ipoib"), and on a real host
+		// every VF netdev is a link: one netdev is one device, the PCI function.
+		soft := s.table.SoftDevicesExcept(func(name string) bool { _, isPCI := s.owner[name]; return isPCI })
+		devs = mergeByID(devs, soft)
 	}
 	return devs
 }
 
-// withoutPCINetdevs drops the links that are netdevs of a PCI function: some drivers give theirs a
-// netlink kind (IPoIB's are "ipoib"), and one netdev must not be two devices.
-func withoutPCINetdevs(soft, pciDevs []device.Device) []device.Device {
-	pciNames := map[string]bool{}
-	for _, d := range pciDevs {
-		for _, n := range d.IfNames {
-			pciNames[n] = true
+// mergeByID merges two lists sorted by ID.
+func mergeByID(a, b []device.Device) []device.Device {
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]device.Device, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if a[i].ID <= b[j].ID {
+			out = append(out, a[i])
+			i++
+		} else {
+			out = append(out, b[j])
+			j++
 		}
 	}
-	out := soft[:0]
-	for _, d := range soft {
-		if !pciNames[d.IfName] {
-			out = append(out, d)
-		}
-	}
-	return out
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
 }
 
 // Len is the number of devices Devices would return.

@@ -311,13 +311,24 @@ func (t *Table) Soft(name string) (device.Device, bool) {
 
 // SoftDevices returns every software link as a Device, sorted by ID.
 func (t *Table) SoftDevices() []device.Device {
-	var out []device.Device
+	return t.SoftDevicesExcept(nil)
+}
+
+// SoftDevicesExcept is SoftDevices without the links whose name skip accepts (nil: none), which
+// are never made Devices.
+func (t *Table) SoftDevicesExcept(skip func(name string) bool) []device.Device {
+	names := make([]string, 0, len(t.links))
 	for _, l := range t.links {
-		if d, ok := t.Soft(l.Name); ok {
-			out = append(out, d)
+		if l.Software() && (skip == nil || !skip(l.Name)) {
+			names = append(names, l.Name)
 		}
 	}
-	device.SortByID(out)
+	slices.Sort(names)
+	out := make([]device.Device, 0, len(names))
+	for _, n := range names {
+		d, _ := t.Soft(n)
+		out = append(out, d)
+	}
 	return out
 }
 

@@ -373,14 +373,19 @@ func (s *Scanner) Len() int { return len(s.fns) + len(s.repOf) }
 // Devices returns every device the scanner knows, sorted by ID: one per network function and one
 // per switchdev representor of a PF.
 func (s *Scanner) Devices() []device.Device {
-	out := make([]device.Device, 0, len(s.fns)+len(s.repOf))
-	for _, f := range s.fns {
-		out = append(out, f.dev)
+	ids := make([]string, 0, len(s.fns)+len(s.repOf))
+	for addr, f := range s.fns {
+		ids = append(ids, addr)
 		for i := range f.reps {
-			out = append(out, representor(&f.dev, &f.reps[i]))
+			ids = append(ids, f.reps[i].name)
 		}
 	}
-	device.SortByID(out)
+	slices.Sort(ids) // the IDs, not the devices: sorting moves 16 bytes, not hundreds
+	out := make([]device.Device, 0, len(ids))
+	for _, id := range ids {
+		d, _ := s.Device(id)
+		out = append(out, d)
+	}
 	return out
 }
 
