@@ -29,6 +29,7 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/internal/deepeq"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/podresources"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pool"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/server"
@@ -240,7 +241,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.opts.Observer.ConfigLoaded(d.opts.ConfigPath, cfg.Warnings, nil)
 	d.loadState()
 	d.syncKubelet(ctx) // before the first placement: what pods hold stays in its pool
-	d.reconcileLinks()
+	if d.inc == nil {
+		d.reconcileLinks() // an Incremental scanner's first scan says whether it is needed
+	}
 	if err := d.refresh("start"); err != nil {
 		return err
 	}
@@ -344,11 +347,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.refreshLogged("config change")
 		case <-tick.C:
 			cfgChanged := d.reloadConfig()
-			d.reconcileLinks()
 			if d.inc != nil && d.scanned {
+				if d.inc.AliasedLinks(netns.AliasPrefix) {
+					d.reconcileLinks() // its renames come back as link events
+				}
 				d.rescanLogged("periodic rescan", cfgChanged)
 				continue
 			}
+			d.reconcileLinks()
 			d.refreshLogged("periodic rescan")
 		case <-kubeletTick.C:
 			d.syncKubelet(ctx)
@@ -530,6 +536,11 @@ func (d *Daemon) refresh(why string) error {
 	}
 	start := time.Now()
 	devs, err := d.opts.Scanner.Scan()
+	if err == nil && d.inc != nil && d.inc.AliasedLinks(netns.AliasPrefix) {
+		// Links back from dead pods' namespaces: their host names first, then the placement.
+		d.reconcileLinks()
+		devs, err = d.opts.Scanner.Scan()
+	}
 	took := time.Since(start)
 	d.opts.Observer.Scanned(len(devs), took, err)
 	if err != nil {

@@ -28,6 +28,9 @@ type Incremental interface {
 	Devices() []device.Device
 	Len() int
 	Rescan() (missed []string, err error)
+	// AliasedLinks reports a link whose alias starts with prefix (netns.AliasPrefix: one a hook
+	// moved), so that ReconcileLinks (a dump of every link) runs only when there is one.
+	AliasedLinks(prefix string) bool
 }
 
 // MissObserver hears how many devices a rescan found different from what the events had made of

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/allocation"
@@ -378,17 +379,45 @@ func TestUeventsReachListAndWatch(t *testing.T) {
 	}
 }
 
-// A link event reconciles (a dump of every link) only for a link carrying our alias: the link
-// the kernel returned from a dead pod, or a hook left half way.
+// Reconciling (a dump of every link) happens only when a link carries our alias: the link the
+// kernel returned from a dead pod, or a hook left half way. At start, before the first placement,
+// when the first scan shows one; on a link event of such a link; at a rescan, when one is there.
 func TestReconcileOnlyForOurLinks(t *testing.T) {
 	requireNetns(t)
 	links := &feed[netdev.LinkEvent]{}
 	var reconciles atomic.Int32
-	h := newHarnessWith(t, harnessOpts{config: configOf(softwarePool("netdevice", "ndrc*"))}, func(h *harness) {
-		h.opts.Links = links.open
-		h.opts.ReconcileLinks = func() error { reconciles.Add(1); return nil }
-	})
+	start := func(rescan time.Duration) *harness {
+		return newHarnessWith(t, harnessOpts{config: configOf(softwarePool("netdevice", "ndrc*")), rescan: rescan}, func(h *harness) {
+			h.opts.Links = links.open
+			h.opts.ReconcileLinks = func() error { reconciles.Add(1); return nil }
+		})
+	}
+	// A link with our alias, as a dead pod's namespace returns it: reconciled at start.
+	back, _ := veth(t, "ndrcback", "ndrpback")
+	if err := netlink.LinkSetAlias(back, "netdevice-plugin:ndrc0"); err != nil {
+		t.Fatal(err)
+	}
+	h := start(100 * time.Millisecond)
+	h.waitList(netdevice, "[ndrcback:Healthy]")
+	if reconciles.Load() == 0 {
+		t.Error("a link with our alias at start was not reconciled")
+	}
+	h.waitScans(3) // rescans while it is there reconcile too
+	if n := reconciles.Load(); n < 2 {
+		t.Errorf("%d reconciles with the link there through rescans, want more than the start's", n)
+	}
+	h.stop()
+	if err := netlink.LinkDel(back); err != nil {
+		t.Fatal(err)
+	}
+
+	reconciles.Store(0)
+	h = start(100 * time.Millisecond)
 	h.waitList(netdevice, "[]")
+	h.waitScans(3)
+	if n := reconciles.Load(); n != 0 {
+		t.Errorf("no link with our alias, yet %d reconciles at start and rescans", n)
+	}
 	base := reconciles.Load()
 	scans := h.obs.scans.Load()
 	links.send(netdev.LinkEvent{Name: "ndrc9", Index: 999, Link: netdev.Link{Index: 999, Name: "ndrc9", Kind: "veth"}})

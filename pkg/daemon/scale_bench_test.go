@@ -192,7 +192,7 @@ func cpuTime(b *testing.B) time.Duration {
 }
 
 // scaleTwin is a daemon outside Run on a generated tree, servers and specs recorded.
-func scaleTwin(b *testing.B, pfs int) *twin {
+func scaleTwin(b testing.TB, pfs int) *twin {
 	b.Helper()
 	dir := shortDir(b, "scale")
 	tr, err := pcitest.NewTree(filepath.Join(dir, "tree"))

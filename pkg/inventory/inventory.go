@@ -276,6 +276,12 @@ func mergeByID(a, b []device.Device) []device.Device {
 	return append(out, b[j:]...)
 }
 
+// AliasedLinks reports whether a link of the namespace has an alias starting with prefix (the
+// links a hook moved carry netns.AliasPrefix): the table answers, no dump.
+func (s *Scanner) AliasedLinks(prefix string) bool {
+	return s.table != nil && s.table.HasAlias(prefix)
+}
+
 // Len is the number of devices Devices would return.
 func (s *Scanner) Len() int {
 	n := s.pci.Len()

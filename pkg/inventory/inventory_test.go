@@ -40,7 +40,7 @@ func scanIn(t *testing.T, ns netns.NsHandle, s *Scanner) []device.Device {
 	return devs
 }
 
-func newNamespace(t *testing.T) (netns.NsHandle, *netlink.Handle) {
+func newNamespace(t testing.TB) (netns.NsHandle, *netlink.Handle) {
 	n := netnstest.New(t)
 	return netns.NsHandle(n.FD()), n.H
 }

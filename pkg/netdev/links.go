@@ -20,7 +20,7 @@ const physicalLinkType = "device"
 // Namespace reads links of one network namespace.
 type Namespace struct {
 	handle *netlink.Handle
-	ns     netns.NsHandle // netns.None(): the calling thread's
+	dump   int // an rtnetlink socket in the namespace, for streamed link dumps (dumpLinks)
 }
 
 // Current opens the namespace the calling process runs in.
@@ -29,7 +29,12 @@ func Current() (*Namespace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink socket: %w", err)
 	}
-	return &Namespace{handle: h, ns: netns.None()}, nil
+	fd, err := routeSocket(netns.None())
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &Namespace{handle: h, dump: fd}, nil
 }
 
 // At opens the namespace behind ns; the caller keeps ownership of ns.
@@ -38,11 +43,19 @@ func At(ns netns.NsHandle) (*Namespace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink socket in namespace %s: %w", ns, err)
 	}
-	return &Namespace{handle: h, ns: ns}, nil
+	fd, err := routeSocket(ns)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &Namespace{handle: h, dump: fd}, nil
 }
 
-// Close releases the netlink socket.
-func (n *Namespace) Close() { n.handle.Close() }
+// Close releases the netlink sockets.
+func (n *Namespace) Close() {
+	n.handle.Close()
+	unix.Close(n.dump)
+}
 
 // Scan reads the namespace with one dump of its links and routes. soft holds every link that has a
 // netlink kind (veth, dummy, ifb, ...) and the loopback, as devices whose ID is the interface name,

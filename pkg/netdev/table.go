@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -368,6 +369,16 @@ func (t *Table) linkNamed(name string) (*Link, bool) {
 func sameDevice(a, b *Link) bool {
 	return a.Name == b.Name && a.Kind == b.Kind && a.LinkType == b.LinkType && a.OperState == b.OperState &&
 		a.MAC == b.MAC && a.MTU == b.MTU && a.Carrier() == b.Carrier() && a.Loopback() == b.Loopback()
+}
+
+// HasAlias reports whether a link's alias starts with prefix.
+func (t *Table) HasAlias(prefix string) bool {
+	for _, l := range t.links {
+		if strings.HasPrefix(l.Alias, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // SoftCount counts the software links whose name keep accepts.

@@ -208,6 +208,22 @@ func TestLoadMatchesLinkList(t *testing.T) {
 	for i := range 40 {
 		mustLink(t, h, &netlink.Ifb{LinkAttrs: attrs(fmt.Sprintf("lifb%d", i))}, i%2 == 0)
 	}
+	// Kinds this kernel may lack are tried; whichever it has takes part.
+	la := attrs("lalias")
+	la.Alias = "netdevice-plugin:lalias"
+	optional := []netlink.Link{
+		&netlink.Vxlan{LinkAttrs: attrs("lvx"), VxlanId: 42, VtepDevIndex: lv0.Attrs().Index, Port: 4789},
+		&netlink.Tuntap{LinkAttrs: attrs("ltap"), Mode: netlink.TUNTAP_MODE_TAP},
+		&netlink.Gretap{LinkAttrs: attrs("lgt"), Local: net.ParseIP("10.78.0.2"), Remote: net.ParseIP("10.78.0.9"), Link: uint32(lv0.Attrs().Index)},
+		&netlink.IPVlan{LinkAttrs: func() netlink.LinkAttrs { a := attrs("lipv"); a.ParentIndex = lv0.Attrs().Index; return a }(), Mode: netlink.IPVLAN_MODE_L2},
+		&netlink.Bond{LinkAttrs: attrs("lbond"), Mode: netlink.BOND_MODE_ACTIVE_BACKUP},
+		&netlink.Ifb{LinkAttrs: la},
+	}
+	for _, l := range optional {
+		if err := h.LinkAdd(l); err != nil {
+			t.Logf("no %s link here: %v", l.Type(), err)
+		}
+	}
 	n, err := At(ns)
 	if err != nil {
 		t.Fatal(err)
@@ -225,6 +241,9 @@ func TestLoadMatchesLinkList(t *testing.T) {
 	for _, l := range view.Links {
 		k := LinkOf(l)
 		listed.links[k.Index], listed.byName[k.Name] = &k, k.Index
+		if got, ok := streamed.Get(k.Index); !ok || !reflect.DeepEqual(got, k) {
+			t.Errorf("%s: streamed %+v, LinkList %+v", k.Name, got, k)
+		}
 	}
 	listed.via = view.RouteLinks
 	listed.derive()
