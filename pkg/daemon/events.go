@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -144,6 +145,9 @@ func (d *Daemon) rescan(why string, all bool) error {
 			o.EventsMissed(len(missed))
 		}
 	}
+	// A rescan reads the whole node: its garbage goes back to the system at once rather than
+	// keep the heap at the size the rescan grew it to until the next one.
+	defer debug.FreeOSMemory()
 	if all || d.rescanFailed || !d.scanned {
 		d.rescanFailed, d.scanned = false, true
 		d.apply(d.inc.Devices())
