@@ -1,31 +1,21 @@
 #!/usr/bin/env bash
-# Wall time of the whole `netdevice-plugin discover -o json` (process start, pci.ids load, scan of a
-# generated sysfs tree of PFS x VFS functions, pools, JSON) over RUNS runs; prints each and the median.
+# Whole `netdevice-plugin discover -o json` (process start, pci.ids, scan of a generated sysfs tree
+# of PFS x VFS functions, pools, JSON) against the ghw floor program (hack/ghwfloor: ghw.PCI with
+# its own pci.ids load, JSON out), RUNS runs each: median wall time and peak RSS. LINKS=1 makes
+# every VF netdev a link of the (throwaway) network namespace and has discover list software
+# links, as on a real node. PLUGIN=path measures that binary instead of one built here. Root: runs
+# in a network namespace of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PFS=${PFS:-8} VFS=${VFS:-128} RUNS=${RUNS:-10}
+PFS=${PFS:-8} VFS=${VFS:-128} RUNS=${RUNS:-11} LINKS=${LINKS:-0}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-CGO_ENABLED=0 go build -trimpath -o "$tmp/" ./cmd/netdevice-plugin
-root=$(go run ./pkg/pci/pcitest/genfixtures -pfs "$PFS" -vfs "$VFS" -out "$tmp/tree")
-cat >"$tmp/config.yaml" <<'YAML'
-resourceList:
-  - resourceName: vfs
-    resourcePrefix: example.com
-    selectors:
-      - drivers: ["iavf"]
-YAML
-pciids=()
-[ -f /usr/share/misc/pci.ids ] && pciids=(--pci-ids /usr/share/misc/pci.ids)
-times=()
-for _ in $(seq "$RUNS"); do
-	start=$(date +%s%N)
-	"$tmp/netdevice-plugin" discover --config "$tmp/config.yaml" --sysfs-root "$root" --software-links=false \
-		"${pciids[@]}" -o json >"$tmp/out.json"
-	end=$(date +%s%N)
-	times+=($(((end - start) / 1000000)))
-done
-devices=$(grep -c '"id"' "$tmp/out.json")
-sorted=$(printf '%s\n' "${times[@]}" | sort -n)
-median=$(echo "$sorted" | sed -n "$(((RUNS + 1) / 2))p")
-echo "discover -o json on ${PFS} PFs x ${VFS} VFs (${devices} devices): runs ms: ${times[*]}; median ${median} ms"
+ns="ndbench-$$"
+trap 'ip netns del "$ns" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+CGO_ENABLED=0 go build -trimpath -o "$tmp/" ./cmd/netdevice-plugin ./hack/bench ./hack/ghwfloor
+plugin=${PLUGIN:-$tmp/netdevice-plugin}
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+links=()
+[ "$LINKS" = 1 ] && links=(-links)
+BENCH_HOST_NETNS=$(readlink /proc/self/ns/net) ip netns exec "$ns" "$tmp/bench" discover -plugin "$plugin" -floor "$tmp/ghwfloor" \
+	-pfs "$PFS" -vfs "$VFS" -runs "$RUNS" "${links[@]}" "$@"

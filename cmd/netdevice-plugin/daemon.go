@@ -144,6 +144,8 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 			CNIBinDir: f.cniBinDir, LeaseDir: f.leaseDir}),
 		Servers:        m.Servers(mgr),
 		Links:          netdev.WatchLinks,
+		Uevents:        inventory.WatchUevents,
+		Routes:         netdev.WatchRoutes,
 		ReconcileLinks: func() error { return reconcileReturned(f.sysfsRoot) },
 		RescanInterval: f.rescan,
 		Observer:       m,

@@ -1,7 +1,9 @@
 // Package daemon is the control loop of the node daemon: it scans the devices, places them in
 // pools by the selector config, writes each pool's CDI spec, and hands the pools to their
-// device-plugin servers; then it keeps all of that current on link events, on a periodic rescan,
-// and when the config file changes.
+// device-plugin servers; then it keeps all of that current on the kernel's events (links, default
+// routes, uevents of PCI functions), on a periodic rescan, and when the config file changes. With
+// an Incremental scanner an event re-reads only what it names and updates only the pools of the
+// devices it changed; the rescan is the safety net, and counts what the events missed.
 package daemon
 
 import (
@@ -12,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -24,11 +27,15 @@ import (
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/config"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/health"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/internal/deepeq"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/inventory"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/ipam"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/podresources"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pool"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/server"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/uevent"
 )
 
 // Scanner finds the node's devices (inventory.Scanner).
@@ -67,7 +74,9 @@ func (NopObserver) Scanned(int, time.Duration, error) {}
 
 // Defaults of the timing options.
 const (
-	DefaultRescanInterval = 30 * time.Second
+	// DefaultRescanInterval is long: events keep an Incremental scanner's devices current, and the
+	// rescan only catches what they missed.
+	DefaultRescanInterval = 5 * time.Minute
 	DefaultCoalesce       = 100 * time.Millisecond
 	DefaultKubeletSync    = 10 * time.Second
 	DefaultDevRoot        = "/dev"
@@ -83,11 +92,17 @@ type Options struct {
 	Servers       Servers
 	// Links streams link events of the host namespace (netdev.WatchLinks); nil: rescans only.
 	Links func(ctx context.Context) (<-chan netdev.LinkEvent, error)
+	// Uevents streams the host's device events (uevent.Watch with inventory.UeventSubsystems):
+	// PCI functions added, removed, bound, unbound. nil: PCI changes wait for the rescan.
+	Uevents func(ctx context.Context) (<-chan uevent.Event, error)
+	// Routes streams default-route changes (netdev.WatchRoutes). nil: they wait for the rescan.
+	Routes func(ctx context.Context) (<-chan netdev.RouteEvent, error)
 	// ReconcileLinks gives links returned from dead pod namespaces their host names back
-	// (netns.ReconcileReturned); run before every scan that follows link events or the rescan.
+	// (netns.ReconcileReturned); run at start, before every rescan, and on the link events of
+	// links that carry our alias (with a scanner that is not Incremental: on every link event).
 	ReconcileLinks func() error
 	RescanInterval time.Duration // periodic rescan, the safety net for missed events
-	Coalesce       time.Duration // link events: the first rescans at once, the rest of a burst within this window once more
+	Coalesce       time.Duration // config folder events; and link events of a scanner that is not Incremental: the first rescans at once, the rest of a burst within this window once more
 	Observer       Observer
 	// StateFile keeps the pooled devices across restarts of the daemon (see savedState); "" keeps
 	// nothing.
@@ -111,6 +126,7 @@ type Options struct {
 // Daemon is the loop. Its state is owned by the goroutine running Run.
 type Daemon struct {
 	opts Options
+	inc  Incremental // opts.Scanner, when events keep it current; nil otherwise
 
 	cfg        *config.Config
 	cfgErr     string                  // last config error logged
@@ -118,18 +134,40 @@ type Daemon struct {
 	kubeletOK  bool                    // the kubelet has answered in this run: its word decides releases
 	hostNames  map[string]hostNames    // PCI address -> last host netdev names seen
 	pooled     map[string]pooledDevice // ID -> last seen copy of every device in a pool
-	written    map[string]pool.Pool    // full name -> the pool as its CDI spec was last written
+	written    map[string]specPrint    // full name -> the pool as its CDI spec was last written
 	served     map[string]config.Resource
-	lastScan   []device.Device // what the last successful scan found, to re-place after ledger changes
+	lastScan   []device.Device // what the last successful scan found, to re-place after ledger changes (not kept with an Incremental scanner, which holds its devices)
 	scanned    bool
 	// savedState is the state file's content as last read or written, to skip unchanged writes.
 	savedState []byte
+
+	// Of each pool's CDI spec, besides written: the IDs it holds, and whether its last write failed.
+	inSpec     map[string]map[string]bool
+	specFailed map[string]bool
+	// rescanFailed: the last rescan of an Incremental scanner failed, so the next places every
+	// device (the scanner may have changed half way).
+	rescanFailed bool
+	// entriesCfg is the config the pooled devices' server entries were computed under.
+	entriesCfg *config.Config
 }
 
 // pooledDevice is a device as it was last seen in a pool, and the pool.
 type pooledDevice struct {
 	dev      device.Device
 	resource string
+	gone     bool          // not on the host: kept while the kubelet holds it
+	sdev     server.Device // what its server was last handed, when cached
+	cached   bool
+	reuse    bool // sdev's device nodes and _INFO are still this device's (it is as it was)
+}
+
+// carry keeps what can be kept of a device's old server entry: its device nodes and _INFO, when the
+// device is in the same pool, unchanged, under the same config. The rest (health, in use, in the
+// spec) is computed again.
+func (p *pooledDevice) carry(old pooledDevice, sameCfg bool) {
+	if sameCfg && old.cached && old.resource == p.resource && deepeq.Equal(&old.dev, &p.dev) {
+		p.sdev, p.reuse = old.sdev, true
+	}
 }
 
 // hostNames are the netdev names and link type a PCI function last had on the host, with its
@@ -174,13 +212,16 @@ func New(opts Options) (*Daemon, error) {
 	if opts.DevRoot == "" {
 		opts.DevRoot = DefaultDevRoot
 	}
-	return &Daemon{
+	d := &Daemon{
 		opts:      opts,
 		hostNames: map[string]hostNames{},
 		pooled:    map[string]pooledDevice{},
-		written:   map[string]pool.Pool{},
+		written:   map[string]specPrint{},
 		served:    map[string]config.Resource{},
-	}, nil
+	}
+	d.inc, _ = opts.Scanner.(Incremental)
+	d.inSpec, d.specFailed = map[string]map[string]bool{}, map[string]bool{}
+	return d, nil
 }
 
 // Run loads the config, serves the pools and keeps them current until ctx ends. It fails only at
@@ -191,8 +232,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	cfgEvents, stopCfg := d.watchConfig()
 	defer stopCfg()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the link subscription
+	defer cancel() // ends the event subscriptions
 	links := d.watchLinks(ctx)
+	uevents, routes := d.watchEvents(ctx)
 
 	cfg, err := d.loadConfig()
 	if err != nil {
@@ -205,7 +247,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.opts.Observer.ConfigLoaded(d.opts.ConfigPath, cfg.Warnings, nil)
 	d.loadState()
 	d.syncKubelet(ctx) // before the first placement: what pods hold stays in its pool
-	d.reconcileLinks()
+	if d.inc == nil {
+		d.reconcileLinks() // an Incremental scanner's first scan says whether it is needed
+	}
 	if err := d.refresh("start"); err != nil {
 		return err
 	}
@@ -216,6 +260,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, r := range cfg.Resources {
 		d.opts.Recorder.removeStale(r.FullName(), isPCIAddress)
 	}
+	// The start read and placed the whole node: its garbage goes now, so that the heap's next goal
+	// is measured on what the daemon keeps, not on what the start left behind.
+	debug.FreeOSMemory()
 
 	tick := time.NewTicker(d.opts.RescanInterval)
 	defer tick.Stop()
@@ -224,6 +271,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var linkTimer, cfgTimer <-chan time.Time
 	linksDirty := false
 	linkSeen := linkStates{}
+	// coalesced is what a scanner that is not Incremental does on an event: the first is acted on
+	// at once; the rest of its burst waits for the window to close and makes one more rescan.
+	coalesced := func() {
+		if linkTimer == nil {
+			d.onLinkEvents()
+			linkTimer = time.After(d.opts.Coalesce)
+		} else {
+			linksDirty = true
+		}
+	}
+	sources := func() eventSources { return eventSources{links: links, uevents: uevents, routes: routes} }
 	for {
 		select {
 		case <-ctx.Done():
@@ -234,18 +292,37 @@ func (d *Daemon) Run(ctx context.Context) error {
 				links = nil
 				continue
 			}
+			if d.inc != nil {
+				d.onEvents(inventory.Events{Links: []netdev.LinkEvent{ev}}, sources())
+				continue
+			}
 			if !linkSeen.changed(ev) {
 				continue // same name, carrier and alias: an address or statistics update
 			}
 			klog.V(4).InfoS("Link event", "link", ev.Name, "deleted", ev.Deleted, "carrier", ev.Carrier)
-			// The first event is acted on at once; the rest of its burst waits for the window
-			// to close and makes one more rescan.
-			if linkTimer == nil {
-				d.onLinkEvents()
-				linkTimer = time.After(d.opts.Coalesce)
-			} else {
-				linksDirty = true
+			coalesced()
+		case ev, ok := <-uevents:
+			if !ok {
+				klog.InfoS("Device events ended; relying on the periodic rescan", "interval", d.opts.RescanInterval)
+				uevents = nil
+				continue
 			}
+			if d.inc != nil {
+				d.onEvents(inventory.Events{Uevents: []uevent.Event{ev}}, sources())
+				continue
+			}
+			coalesced()
+		case ev, ok := <-routes:
+			if !ok {
+				klog.InfoS("Route events ended; relying on the periodic rescan", "interval", d.opts.RescanInterval)
+				routes = nil
+				continue
+			}
+			if d.inc != nil {
+				d.onEvents(inventory.Events{Routes: []netdev.RouteEvent{ev}}, sources())
+				continue
+			}
+			coalesced()
 		case <-linkTimer:
 			linkTimer = nil
 			if linksDirty {
@@ -267,11 +344,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		case <-cfgTimer:
 			cfgTimer = nil
-			if d.reloadConfig() {
-				d.refreshLogged("config change")
+			if !d.reloadConfig() {
+				continue
 			}
+			if d.inc != nil && d.scanned {
+				// The devices are what the events keep: place them again by the new config.
+				d.apply(d.inc.Devices())
+				d.saveState()
+				continue
+			}
+			d.refreshLogged("config change")
 		case <-tick.C:
-			d.reloadConfig()
+			cfgChanged := d.reloadConfig()
+			if d.inc != nil && d.scanned {
+				if d.inc.AliasedLinks(netns.AliasPrefix) {
+					d.reconcileLinks() // its renames come back as link events
+				}
+				d.rescanLogged("periodic rescan", cfgChanged)
+				continue
+			}
 			d.reconcileLinks()
 			d.refreshLogged("periodic rescan")
 		case <-kubeletTick.C:
@@ -280,11 +371,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// An allocation, or a release: what is held decides which gone devices stay pooled.
 			d.releaseAllocations(ctx)
 			if d.scanned {
-				d.apply(d.lastScan)
+				d.apply(d.current())
 			}
 			d.saveState()
 		}
 	}
+}
+
+// current is every device as the last scan, and the events since, found them.
+func (d *Daemon) current() []device.Device {
+	if d.inc != nil {
+		return d.inc.Devices()
+	}
+	return d.lastScan
 }
 
 func poolNames(cfg *config.Config) []string {
@@ -395,7 +494,7 @@ func (s linkStates) changed(ev netdev.LinkEvent) bool {
 	}
 	prev, ok := s[ev.Index]
 	s[ev.Index] = ev
-	return !ok || prev != ev
+	return !ok || prev.Name != ev.Name || prev.Carrier != ev.Carrier || prev.Alias != ev.Alias || prev.Deleted != ev.Deleted
 }
 
 func (d *Daemon) onLinkEvents() {
@@ -476,17 +575,29 @@ func (d *Daemon) releaseAllocations(ctx context.Context) {
 	}
 }
 
-// refresh scans and applies the result.
+// refresh scans and applies the result; with an Incremental scanner after its first scan, it is
+// the rescan that also counts what the events missed.
 func (d *Daemon) refresh(why string) error {
+	if d.inc != nil && d.scanned {
+		return d.rescan(why, true)
+	}
 	start := time.Now()
 	devs, err := d.opts.Scanner.Scan()
+	if err == nil && d.inc != nil && d.inc.AliasedLinks(netns.AliasPrefix) {
+		// Links back from dead pods' namespaces: their host names first, then the placement.
+		d.reconcileLinks()
+		devs, err = d.opts.Scanner.Scan()
+	}
 	took := time.Since(start)
 	d.opts.Observer.Scanned(len(devs), took, err)
 	if err != nil {
 		return fmt.Errorf("scan devices (%s): %w", why, err)
 	}
 	klog.V(4).InfoS("Scanned devices", "trigger", why, "devices", len(devs), "took", took)
-	d.lastScan, d.scanned = devs, true
+	d.scanned = true
+	if d.inc == nil {
+		d.lastScan = devs
+	}
 	d.apply(devs)
 	d.saveState()
 	return nil
@@ -502,8 +613,11 @@ func (d *Daemon) refresh(why string) error {
 func (d *Daemon) apply(scan []device.Device) {
 	present := make(map[string]bool, len(scan))
 	inventory := make(map[string]*device.Device, len(scan))
-	devs := make([]device.Device, len(scan), len(scan)+len(d.pooled))
-	copy(devs, scan) // keepHostNames changes them; the scan stays as found
+	devs := scan // an Incremental scanner's list is made for the call
+	if d.inc == nil {
+		devs = make([]device.Device, len(scan), len(scan)+len(d.pooled))
+		copy(devs, scan) // keepHostNames changes them; the scan stays as found (lastScan)
+	}
 	for i := range devs {
 		dev := &devs[i]
 		d.keepHostNames(dev)
@@ -521,29 +635,26 @@ func (d *Daemon) apply(scan []device.Device) {
 		}
 		klog.InfoS("Device left its pool: not on the host, and no pod holds it", "pool", p.resource, "device", id)
 	}
-	d.pruneHostNames(present)
 	result := pool.Assign(all, d.cfg)
 
 	pooled := make(map[string]pooledDevice, len(d.pooled))
 	keep := make(map[string]bool, len(result.Pools))
+	sameCfg := d.entriesCfg == d.cfg
 	for _, p := range result.Pools {
 		name := p.Resource.FullName()
 		keep[name] = true
 		for _, dev := range p.Devices {
-			pooled[dev.ID] = pooledDevice{dev: dev, resource: name}
+			pd := pooledDevice{dev: dev, resource: name, gone: !present[dev.ID]}
+			pd.carry(d.pooled[dev.ID], sameCfg)
+			pooled[dev.ID] = pd
 		}
-		inSpec := d.writeSpec(p)
-		sdevs := make([]server.Device, len(p.Devices))
-		for i := range p.Devices {
-			sdevs[i] = d.serverDevice(&p.Devices[i], &p.Resource, !present[p.Devices[i].ID], inventory, inSpec)
-		}
-		if err := d.opts.Servers.Update(p.Resource, sdevs); err != nil {
-			klog.ErrorS(err, "Serving pool failed", "pool", name)
-			continue
-		}
-		d.served[name] = p.Resource
 	}
 	d.pooled = pooled
+	d.entriesCfg = d.cfg
+	d.pruneHostNames(present)
+	for _, p := range result.Pools {
+		d.syncPool(p, true, nil, inventory)
+	}
 	for name, res := range d.served {
 		if keep[name] {
 			continue
@@ -556,8 +667,45 @@ func (d *Daemon) apply(scan []device.Device) {
 		}
 		delete(d.served, name)
 		delete(d.written, name)
+		delete(d.inSpec, name)
+		delete(d.specFailed, name)
 	}
 	d.opts.Ledger.Forget(slices.Collect(maps.Keys(keep)))
+}
+
+// syncPool hands a pool's devices (sorted by ID, all in d.pooled) to its server, its CDI spec
+// first: the spec is compared and written when writeSpec is set (or its last write failed), and
+// the server entries of the devices in recompute (nil: all) are computed again, the others taken
+// from what the server was last handed. byID holds at least the PFs of the VFs computed again.
+func (d *Daemon) syncPool(p pool.Pool, writeSpec bool, recompute map[string]bool, byID map[string]*device.Device) {
+	name := p.Resource.FullName()
+	all := recompute == nil
+	if _, known := d.inSpec[name]; writeSpec || d.specFailed[name] || !known {
+		if d.writeSpec(p) || d.specFailed[name] {
+			all = true // what the spec holds changed: every entry's CDI fact may have
+		}
+	}
+	inSpec := d.inSpec[name]
+	sdevs := make([]server.Device, len(p.Devices))
+	for i := range p.Devices {
+		dev := &p.Devices[i]
+		pd := d.pooled[dev.ID]
+		if all || recompute[dev.ID] || !pd.cached {
+			var reuse *server.Device
+			if pd.reuse {
+				reuse = &pd.sdev
+			}
+			pd.sdev = d.serverDevice(dev, &p.Resource, pd.gone, byID, inSpec, reuse)
+			pd.cached, pd.reuse = true, false
+			d.pooled[dev.ID] = pd
+		}
+		sdevs[i] = pd.sdev
+	}
+	if err := d.opts.Servers.Update(p.Resource, sdevs); err != nil {
+		klog.ErrorS(err, "Serving pool failed", "pool", name)
+		return
+	}
+	d.served[name] = p.Resource
 }
 
 // pruneHostNames forgets the names of PCI functions that are neither on the host nor pooled, so
@@ -602,39 +750,60 @@ func (d *Daemon) keepHostNames(dev *device.Device) {
 	}
 }
 
-// writeSpec writes the pool's CDI spec when what it depends on changed, and returns the IDs the
-// spec on disk holds. Devices whose ID cannot be a CDI name are left out (their servers report
-// them unhealthy), so an error here is a real write failure: the old spec stays and is retried.
-func (d *Daemon) writeSpec(p pool.Pool) map[string]bool {
+// writeSpec writes the pool's CDI spec when what it depends on changed, records the IDs the spec
+// on disk holds (d.inSpec), and reports whether it wrote it. Devices whose ID cannot be a CDI name
+// are left out (their servers report them unhealthy), so an error here is a real write failure:
+// the old spec stays and is retried.
+func (d *Daemon) writeSpec(p pool.Pool) (written bool) {
 	name := p.Resource.FullName()
-	want := pool.Pool{Resource: p.Resource, Devices: make([]device.Device, 0, len(p.Devices))}
-	for _, dev := range p.Devices {
-		if _, err := cdi.QualifiedName(&p.Resource, dev.ID); err != nil {
-			continue
+	valid := make([]bool, len(p.Devices))
+	n := 0
+	for i := range p.Devices {
+		if _, err := cdi.QualifiedName(&p.Resource, p.Devices[i].ID); err == nil {
+			valid[i] = true
+			n++
 		}
-		dev.Carrier, dev.OperState = "", "" // link state changes often and is not in the spec
-		want.Devices = append(want.Devices, dev)
 	}
-	if old, ok := d.written[name]; !ok || !reflect.DeepEqual(old, want) {
+	var want pool.Pool // built only to write it
+	print := specFingerprint(&p, valid, n)
+	if old, ok := d.written[name]; ok && old == print {
+		delete(d.specFailed, name)
+	} else {
+		want = pool.Pool{Resource: p.Resource, Devices: make([]device.Device, 0, n)}
+		for i := range p.Devices {
+			if valid[i] {
+				want.Devices = append(want.Devices, specView(p.Devices[i]))
+			}
+		}
 		if err := d.opts.Specs.WritePool(want); err != nil {
 			klog.ErrorS(err, "Writing the CDI spec failed; new devices stay unhealthy until it succeeds", "pool", name)
+			d.specFailed[name] = true
 		} else {
 			klog.V(2).InfoS("CDI spec written", "pool", name, "devices", len(want.Devices))
-			d.written[name] = want
+			d.written[name] = print
+			delete(d.specFailed, name)
+			written = true
 		}
 	}
-	ids := map[string]bool{}
-	for _, dev := range d.written[name].Devices {
-		if cdi.InSpec(&dev, &p.Resource) {
-			ids[dev.ID] = true
+	if _, ok := d.inSpec[name]; written || !ok {
+		ids := map[string]bool{}
+		if written {
+			ids = make(map[string]bool, len(want.Devices))
+			for i := range want.Devices {
+				if cdi.InSpec(&want.Devices[i], &p.Resource) {
+					ids[want.Devices[i].ID] = true
+				}
+			}
 		}
+		d.inSpec[name] = ids
 	}
-	return ids
+	return written
 }
 
 // serverDevice turns a pooled device into what its server needs, deciding health, device nodes and
 // the _INFO entry now so that the kubelet's calls do no I/O.
-func (d *Daemon) serverDevice(dev *device.Device, res *config.Resource, gone bool, inventory map[string]*device.Device, inSpec map[string]bool) server.Device {
+// reuse, when set, is the device's last entry, whose device nodes and _INFO still hold.
+func (d *Daemon) serverDevice(dev *device.Device, res *config.Resource, gone bool, inventory map[string]*device.Device, inSpec map[string]bool, reuse *server.Device) server.Device {
 	sd := server.Device{
 		ID:           dev.ID,
 		Gone:         gone,
@@ -643,8 +812,11 @@ func (d *Daemon) serverDevice(dev *device.Device, res *config.Resource, gone boo
 		PCIAddress:   dev.PCIAddress,
 		PFPCIAddress: dev.PFPCIAddress,
 		CDI:          inSpec[dev.ID],
-		Nodes:        dev.Nodes(d.opts.DevRoot),
-		Info:         server.Info(dev, res),
+	}
+	if reuse != nil {
+		sd.Nodes, sd.Info = reuse.Nodes, reuse.Info
+	} else {
+		sd.Nodes, sd.Info = dev.Nodes(d.opts.DevRoot), server.Info(dev, res)
 	}
 	if dev.RDMA {
 		sd.RDMADevices = dev.RDMADevices

@@ -17,6 +17,7 @@ package defroute
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/vishvananda/netlink"
@@ -45,6 +46,9 @@ type View struct {
 	// Uppers maps a link's index to the links bound to it (see Lowers), and its master: the links
 	// the kernel deletes or detaches when it leaves the namespace. Sorted by index.
 	Uppers map[int][]int
+	// RouteLinks are the indexes of the links the default routes go out of (RouteLinks), sorted:
+	// with Nodes of the links, what CarriersOf needs to apply the rule again after a link changes.
+	RouteLinks []int
 }
 
 // Read lists the namespace's links and routes once and derives the carriers and upper links. A dump
@@ -83,7 +87,8 @@ func readFrom(l lister) (*View, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &View{Links: links, Carriers: carriersOf(links, routes), Uppers: uppersOf(links)}, nil
+		nodes, via := NodesOf(links), RouteLinks(routes)
+		return &View{Links: links, Carriers: CarriersOf(nodes, via), Uppers: UppersOf(nodes), RouteLinks: via}, nil
 	}
 	return nil, fmt.Errorf("links or routes kept changing during %d dumps: %w", Tries, err)
 }
@@ -91,21 +96,65 @@ func readFrom(l lister) (*View, error) {
 // carriersOf returns the indexes of the links that default routes go out of, and of the links
 // beneath them.
 func carriersOf(links []netlink.Link, routes []netlink.Route) map[int]bool {
-	carriers := map[int]bool{}
+	return CarriersOf(NodesOf(links), RouteLinks(routes))
+}
+
+// Node is what the rule reads of one link: its index, its master and the devices beneath it
+// (Lowers). A caller that keeps a namespace's links from netlink events, rather than dumping them,
+// keeps these and applies the rule with CarriersOf and UppersOf.
+type Node struct {
+	Index  int
+	Master int
+	Lowers []int
+}
+
+// NodeOf is the rule's view of one link.
+func NodeOf(l netlink.Link) Node {
+	a := l.Attrs()
+	return Node{Index: a.Index, Master: a.MasterIndex, Lowers: Lowers(l)}
+}
+
+// NodesOf is NodeOf of every link.
+func NodesOf(links []netlink.Link) []Node {
+	out := make([]Node, len(links))
+	for i, l := range links {
+		out[i] = NodeOf(l)
+	}
+	return out
+}
+
+// RouteLinks returns the indexes of the links the default routes among routes go out of (see
+// IsDefault), multipath hops included, each once.
+func RouteLinks(routes []netlink.Route) []int {
+	var out []int
+	add := func(i int) {
+		if i > 0 && !slices.Contains(out, i) {
+			out = append(out, i)
+		}
+	}
 	for _, r := range routes {
 		if !IsDefault(r) {
 			continue
 		}
-		if r.LinkIndex > 0 {
-			carriers[r.LinkIndex] = true
-		}
+		add(r.LinkIndex)
 		for _, hop := range r.MultiPath {
-			if hop.LinkIndex > 0 {
-				carriers[hop.LinkIndex] = true
-			}
+			add(hop.LinkIndex)
 		}
 	}
-	addLowerLinks(carriers, links)
+	sort.Ints(out)
+	return out
+}
+
+// CarriersOf is the rule: the links default routes go out of (routeLinks) and every link beneath
+// one, transitively (a carrier's lower devices, and the ports whose master is a carrier).
+func CarriersOf(nodes []Node, routeLinks []int) map[int]bool {
+	carriers := make(map[int]bool, len(routeLinks))
+	for _, i := range routeLinks {
+		if i > 0 {
+			carriers[i] = true
+		}
+	}
+	addLowerLinks(carriers, nodes)
 	return carriers
 }
 
@@ -124,29 +173,29 @@ func IsDefault(r netlink.Route) bool {
 
 // addLowerLinks grows the set with the links beneath its members until nothing changes: the lower
 // devices of set members, and ports whose master is in the set.
-func addLowerLinks(set map[int]bool, links []netlink.Link) {
+func addLowerLinks(set map[int]bool, nodes []Node) {
 	for changed := true; changed; {
 		changed = false
-		for _, l := range links {
-			a := l.Attrs()
-			if set[a.Index] {
-				for _, lower := range Lowers(l) {
+		for _, n := range nodes {
+			if set[n.Index] {
+				for _, lower := range n.Lowers {
 					if !set[lower] {
 						set[lower] = true
 						changed = true
 					}
 				}
 			}
-			if !set[a.Index] && a.MasterIndex > 0 && set[a.MasterIndex] {
-				set[a.Index] = true
+			if !set[n.Index] && n.Master > 0 && set[n.Master] {
+				set[n.Index] = true
 				changed = true
 			}
 		}
 	}
 }
 
-// uppersOf maps each link bound to by another to those links, its master included.
-func uppersOf(links []netlink.Link) map[int][]int {
+// UppersOf maps each link bound to by another to those links, its master included, sorted by
+// index: the links the kernel deletes or detaches when it leaves the namespace.
+func UppersOf(nodes []Node) map[int][]int {
 	up := map[int][]int{}
 	add := func(lower, upper int) {
 		for _, u := range up[lower] {
@@ -156,13 +205,12 @@ func uppersOf(links []netlink.Link) map[int][]int {
 		}
 		up[lower] = append(up[lower], upper)
 	}
-	for _, l := range links {
-		a := l.Attrs()
-		for _, lower := range Lowers(l) {
-			add(lower, a.Index)
+	for _, n := range nodes {
+		for _, lower := range n.Lowers {
+			add(lower, n.Index)
 		}
-		if a.MasterIndex > 0 && a.MasterIndex != a.Index {
-			add(a.Index, a.MasterIndex)
+		if n.Master > 0 && n.Master != n.Index {
+			add(n.Index, n.Master)
 		}
 	}
 	for _, us := range up {

@@ -20,7 +20,8 @@ import (
 
 const namespace = "netdevice_plugin"
 
-// Metrics holds the daemon's metrics. It implements server.Observer and daemon.Observer.
+// Metrics holds the daemon's metrics. It implements server.Observer, daemon.Observer and
+// daemon.MissObserver.
 type Metrics struct {
 	registry *prometheus.Registry
 
@@ -36,6 +37,7 @@ type Metrics struct {
 	configWarnings  prometheus.Gauge
 	scanDuration    prometheus.Histogram
 	devices         prometheus.Gauge
+	missed          prometheus.Counter
 
 	mu             sync.Mutex
 	everRegistered map[string]bool
@@ -73,12 +75,14 @@ func New(maxScanAge time.Duration) *Metrics {
 			Help: "Time to discover the node's devices.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		devices: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "discovered_devices",
 			Help: "Devices found by the last successful scan, in a pool or not."}),
+		missed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "events_missed_devices_total",
+			Help: "Devices a periodic rescan found different from what the kernel's events had made of them (events lost or never sent). Stays 0 while events work."}),
 		everRegistered: map[string]bool{},
 		maxScanAge:     maxScanAge,
 		now:            time.Now,
 	}
 	m.registry.MustRegister(m.capacity, m.allocatable, m.unhealthy, m.allocations, m.allocatedDevs,
-		m.registered, m.registrations, m.reregistrations, m.configReloads, m.configWarnings, m.scanDuration, m.devices,
+		m.registered, m.registrations, m.reregistrations, m.configReloads, m.configWarnings, m.scanDuration, m.devices, m.missed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"applied", "rejected"} {
 		m.configReloads.WithLabelValues(r) // present at zero, so a rate() has a series from the start
@@ -138,6 +142,11 @@ func (m *Metrics) Scanned(devices int, took time.Duration, err error) {
 	m.lastScan = m.now()
 	m.mu.Unlock()
 }
+
+// EventsMissed implements daemon.MissObserver.
+func (m *Metrics) EventsMissed(devices int) { m.missed.Add(float64(devices)) }
+
+var _ daemon.MissObserver = (*Metrics)(nil)
 
 // Pools is what the wrapper needs of the pool servers (server.Manager): the daemon's calls, and
 // the health counts of what each server sends the kubelet.

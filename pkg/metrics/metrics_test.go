@@ -89,6 +89,8 @@ func TestMetricsFollowTheDaemon(t *testing.T) {
 	m.ConfigLoaded("/etc/c.yaml", nil, errors.New("bad"))
 	m.ConfigLoaded("/etc/c.yaml", []string{"c: repeated key, ignored"}, nil)
 	m.Scanned(7, 12*time.Millisecond, nil)
+	m.EventsMissed(2)
+	m.EventsMissed(1)
 	if err := servers.Remove(b); err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +115,7 @@ func TestMetricsFollowTheDaemon(t *testing.T) {
 		`netdevice_plugin_config_loads_total{result="rejected"} 1`,
 		`netdevice_plugin_discovered_devices 7`,
 		`netdevice_plugin_scan_duration_seconds_count 1`,
+		`netdevice_plugin_events_missed_devices_total 3`,
 	}
 	for _, line := range want {
 		if !strings.Contains(body, line+"\n") {

@@ -5,13 +5,11 @@ package netdev
 
 import (
 	"fmt"
-	"net"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/netdevice-plugin/netdevice-plugin/pkg/defroute"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 )
 
@@ -22,6 +20,7 @@ const physicalLinkType = "device"
 // Namespace reads links of one network namespace.
 type Namespace struct {
 	handle *netlink.Handle
+	dump   int // an rtnetlink socket in the namespace, for streamed link dumps (dumpLinks)
 }
 
 // Current opens the namespace the calling process runs in.
@@ -30,7 +29,12 @@ func Current() (*Namespace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink socket: %w", err)
 	}
-	return &Namespace{handle: h}, nil
+	fd, err := routeSocket(netns.None())
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &Namespace{handle: h, dump: fd}, nil
 }
 
 // At opens the namespace behind ns; the caller keeps ownership of ns.
@@ -39,11 +43,19 @@ func At(ns netns.NsHandle) (*Namespace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink socket in namespace %s: %w", ns, err)
 	}
-	return &Namespace{handle: h}, nil
+	fd, err := routeSocket(ns)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &Namespace{handle: h, dump: fd}, nil
 }
 
-// Close releases the netlink socket.
-func (n *Namespace) Close() { n.handle.Close() }
+// Close releases the netlink sockets.
+func (n *Namespace) Close() {
+	n.handle.Close()
+	unix.Close(n.dump)
+}
 
 // Scan reads the namespace with one dump of its links and routes. soft holds every link that has a
 // netlink kind (veth, dummy, ifb, ...) and the loopback, as devices whose ID is the interface name,
@@ -54,38 +66,11 @@ func (n *Namespace) Close() { n.handle.Close() }
 // the node off; such software links are marked DefaultRoute, the loopback Loopback. A namespace whose links or routes
 // keep changing during the dumps is an error, never a partial answer.
 func (n *Namespace) Scan() (soft []device.Device, facts Facts, err error) {
-	// One rule for what carries the default route, and for upper links, the hook's too.
-	view, err := defroute.Read(n.handle)
-	if err != nil {
+	t := NewTable()
+	if err := t.Load(n); err != nil {
 		return nil, Facts{}, err
 	}
-	names := make(map[int]string, len(view.Links))
-	for _, l := range view.Links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
-	facts = Facts{Routed: make(map[string]bool, len(view.Carriers)), Uppers: map[string][]string{}}
-	for _, l := range view.Links {
-		a := l.Attrs()
-		if view.Carriers[a.Index] {
-			facts.Routed[a.Name] = true
-		}
-		for _, u := range view.Uppers[a.Index] {
-			if name, ok := names[u]; ok {
-				facts.Uppers[a.Name] = append(facts.Uppers[a.Name], name)
-			}
-		}
-		loopback := a.Flags&net.FlagLoopback != 0
-		if l.Type() == physicalLinkType && !loopback {
-			continue
-		}
-		d := FromLink(l)
-		d.Loopback = loopback
-		d.DefaultRoute = view.Carriers[a.Index]
-		d.Uppers = facts.Uppers[a.Name]
-		soft = append(soft, d)
-	}
-	device.SortByID(soft)
-	return soft, facts, nil
+	return t.SoftDevices(), t.Facts(), nil
 }
 
 // Facts are what a scan of the namespace says of its links by name, for the PCI functions'

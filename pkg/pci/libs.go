@@ -9,76 +9,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jaypipes/ghw"
-	"github.com/jaypipes/pcidb"
 	"github.com/k8snetworkplumbingwg/sriovnet"
 	utilfs "github.com/k8snetworkplumbingwg/sriovnet/pkg/utils/filesystem"
-	"k8s.io/klog/v2"
 )
 
 // pciNames are the pci.ids names of one function.
 type pciNames struct{ vendor, device string }
-
-// ghwNames asks ghw for the pci.ids names of every PCI function under the sysfs root, with the
-// database loaded once by LoadPCIDB. It returns nil when there is no database (ghw would go looking
-// for one itself) or when ghw finds nothing: ghw v0.27 drops every device, without an error, as soon
-// as one function lacks a valid modalias. The scan then looks names up in the same database itself.
-func ghwNames(sysfsRoot string, db *pcidb.PCIDB, functions int) map[string]pciNames {
-	if db == nil || functions == 0 {
-		return nil
-	}
-	root, err := filepath.Abs(sysfsRoot)
-	if err != nil {
-		klog.Warningf("pci: %s: %v: names from pci.ids directly", sysfsRoot, err)
-		return nil
-	}
-	// ghw reads <chroot>/sys; the override lets the sysfs folder have any name (/host/sys, fixtures).
-	info, err := ghw.PCI(
-		ghw.WithChroot(filepath.Dir(root)),
-		ghw.WithPathOverrides(map[string]string{"/sys": "/" + filepath.Base(root)}),
-		ghw.WithPCIDB(db),
-		ghw.WithDisableTopology(),
-		ghw.WithDisableWarnings(),
-	)
-	if err != nil || len(info.Devices) == 0 {
-		klog.Warningf("pci: ghw found no PCI functions under %s (err: %v; a function without a valid "+
-			"modalias makes ghw drop them all): names from pci.ids directly", sysfsRoot, err)
-		return nil
-	}
-	out := make(map[string]pciNames, len(info.Devices))
-	for _, d := range info.Devices {
-		var n pciNames
-		if d.Vendor != nil {
-			n.vendor = d.Vendor.Name
-		}
-		if d.Product != nil {
-			n.device = d.Product.Name
-		}
-		out[d.Address] = n
-	}
-	return out
-}
-
-// namer names functions: ghw's answer, or the database's when ghw has none for the address.
-type namer struct {
-	ghw map[string]pciNames
-	db  *pcidb.PCIDB
-}
-
-func (nm namer) names(addr, vendor, device string) (string, string) {
-	if n, ok := nm.ghw[addr]; ok {
-		return unknownToEmpty(n.vendor), unknownToEmpty(n.device)
-	}
-	return names(nm.db, vendor, device)
-}
-
-// unknownToEmpty maps ghw's placeholder for IDs missing from pci.ids to the absent value.
-func unknownToEmpty(name string) string {
-	if name == "unknown" {
-		return ""
-	}
-	return name
-}
 
 // sriovnet reads through one process-wide filesystem (utilfs.Fs) at fixed /sys paths. Scans point it
 // at their sysfs root while they run, one at a time.

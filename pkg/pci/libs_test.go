@@ -1,49 +1,75 @@
 package pci
 
 import (
+	"path/filepath"
 	"testing"
+
+	"github.com/jaypipes/ghw"
+	ghwpci "github.com/jaypipes/ghw/pkg/pci"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci/pcitest"
 )
 
-// The names of the fixture trees come through ghw, except in the untidy tree, whose function without
-// a modalias makes ghw return nothing; there the scan falls back to pci.ids itself.
-func TestGHWNames(t *testing.T) {
+// Scans name functions as ghw did when it named them: for every fixture ghw can read (all but
+// untidy, whose function without a modalias makes ghw return nothing), each function's names are
+// ghw's, with ghw's "unknown" for IDs missing from pci.ids as "".
+func TestNamesAsGHW(t *testing.T) {
 	db, err := LoadPCIDB(testPCIIDs)
 	if err != nil || db == nil {
 		t.Fatalf("load %s: %v", testPCIIDs, err)
 	}
-	tests := []struct {
-		fixture    string
-		addr       string
-		wantVendor string
-		wantDevice string
-		wantNil    bool
-	}{
-		{fixture: "e810", addr: "0000:3b:01.0", wantVendor: "Intel Corporation", wantDevice: "Ethernet Adaptive Virtual Function"},
-		{fixture: "cx6dx-switchdev", addr: "0000:86:00.0", wantVendor: "Mellanox Technologies", wantDevice: "MT2892 Family [ConnectX-6 Dx]"},
-		{fixture: "virtio", addr: "0000:00:03.0", wantVendor: "Red Hat, Inc.", wantDevice: "Virtio 1.0 network device"},
-		{fixture: "untidy", wantNil: true},
+	ids, err := OpenIDs(testPCIIDs)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.fixture, func(t *testing.T) {
-			got := ghwNames(fixtureRoot(tt.fixture), db, 1)
-			if tt.wantNil {
-				if got != nil {
-					t.Fatalf("ghw names for %s = %v, want none (ghw drops all without modalias)", tt.fixture, got)
+	for _, name := range pcitest.FixtureNames() {
+		t.Run(name, func(t *testing.T) {
+			root, err := filepath.Abs(fixtureRoot(name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := ghw.PCI(ghw.WithChroot(filepath.Dir(root)), ghw.WithPCIDB(db), ghw.WithDisableTopology(), ghw.WithDisableWarnings())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == "untidy" {
+				if len(info.Devices) != 0 {
+					t.Fatalf("ghw read %d functions of untidy; this test assumed it drops them all", len(info.Devices))
 				}
 				return
 			}
-			n, ok := got[tt.addr]
-			if !ok {
-				t.Fatalf("ghw has no %s among %d functions", tt.addr, len(got))
+			devs, err := Scan(root, ids)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if n.vendor != tt.wantVendor || n.device != tt.wantDevice {
-				t.Errorf("%s: names %q / %q, want %q / %q", tt.addr, n.vendor, n.device, tt.wantVendor, tt.wantDevice)
+			byAddr := map[string]*ghwpci.Device{}
+			for _, d := range info.Devices {
+				byAddr[d.Address] = d
+			}
+			checked := 0
+			for _, d := range devs {
+				g, ok := byAddr[d.PCIAddress]
+				if !ok || d.Representor {
+					continue
+				}
+				checked++
+				if v, p := unknownToEmpty(g.Vendor.Name), unknownToEmpty(g.Product.Name); d.VendorName != v || d.DeviceName != p {
+					t.Errorf("%s: names %q / %q, ghw %q / %q", d.ID, d.VendorName, d.DeviceName, v, p)
+				}
+			}
+			if checked == 0 {
+				t.Error("no function compared")
 			}
 		})
 	}
-	if got := ghwNames(fixtureRoot("e810"), nil, 1); got != nil {
-		t.Errorf("without pci.ids ghw must not be asked (it would load its own): got %v", got)
+}
+
+// unknownToEmpty maps ghw's placeholder for IDs missing from pci.ids to the absent value.
+func unknownToEmpty(name string) string {
+	if name == "unknown" {
+		return ""
 	}
+	return name
 }
 
 // sriovnet reads the fixture's class/net through the rooted filesystem: the uplink is a physical

@@ -130,7 +130,11 @@ func readNetdev(addr string, dir *sysDir, name string, withPort, eswitch bool) n
 		}
 	}
 	nd.linkType = linkTypeName(attr("type"))
-	nd.operState = attr("operstate")
+	if v, err := dir.interned("operstate"); err == nil {
+		nd.operState = v
+	} else {
+		klog.V(2).Infof("pci: %s: netdev %s: %v", addr, name, err)
+	}
 	nd.mac = attr("address")
 	if s := attr("mtu"); s != "" {
 		if m, err := strconv.Atoi(s); err == nil {

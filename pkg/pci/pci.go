@@ -3,23 +3,23 @@
 // parameter, so the same code reads a real host's /sys and the fixture trees of testdata/sysfs.
 //
 // Everything but the names is read straight from sysfs, one readdir per function plus the attributes
-// needed. Names come from pci.ids through ghw (with the database loaded once and handed over); when
-// ghw cannot read the tree, from the same database directly. sriovnet tells switchdev representors
-// from uplinks (devlink on a real host, phys_port_name otherwise), reading the sysfs root through its
-// replaceable filesystem.
+// needed, by several goroutines in a full scan. Names come from pci.ids (IDs: only the vendor:device
+// pairs found, looked up once per process). A Scanner keeps what it read, so that an event re-reads
+// only the functions it names (Scanner.Update). sriovnet tells switchdev representors from uplinks
+// (devlink on a real host, phys_port_name otherwise), reading the sysfs root through its replaceable
+// filesystem.
 package pci
 
 //go:generate go run ./pcitest/genfixtures -out ../../testdata/sysfs
 
 import (
-	"fmt"
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/jaypipes/pcidb"
 	"k8s.io/klog/v2"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
@@ -36,81 +36,49 @@ type function struct {
 
 // Scan returns every PCI function of class 0x02xxxx under sysfsRoot (the sysfs folder itself: "/sys",
 // "testdata/sysfs/e810/sys") and one Device per switchdev representor netdev of a PF, sorted by ID.
-// db may be nil (no pci.ids): names stay "". A root without bus/pci/devices is an error; a surprise in
+// ids may be nil (no pci.ids): names stay "". A root without bus/pci/devices is an error; a surprise in
 // one function (unreadable file, dangling link, garbage number) is logged and leaves the absent value.
-func Scan(sysfsRoot string, db *pcidb.PCIDB) ([]device.Device, error) {
-	buf := new(scratch)
-	busPath := filepath.Join(sysfsRoot, "bus", "pci", "devices")
-	bus, err := openSysDir(busPath, buf)
-	if err != nil {
-		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", sysfsRoot, err)
-	}
-	defer bus.close()
-	addrs, err := bus.names()
-	if err != nil {
-		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", sysfsRoot, err)
-	}
-	fns := make(map[string]*function, len(addrs))
-	nreps := 0
-	nm := namer{ghw: ghwNames(sysfsRoot, db, len(addrs)), db: db}
-	withSriovnetRoot(sysfsRoot, func() {
-		for _, addr := range addrs {
-			if !isPCIAddress(addr) {
-				klog.Warningf("pci: %s: %q is not a PCI address, skipped", busPath, addr)
-				continue
-			}
-			dir, err := bus.sub(addr)
-			if err != nil {
-				klog.Warningf("pci: %s: %v", addr, err)
-				continue
-			}
-			if f := readFunction(&dir, addr, nm); f != nil {
-				if f.dev.IsVFIO() {
-					f.dev.VFIONoIOMMU = noIOMMUGroup(sysfsRoot, addr, f.dev.IOMMUGroup)
-				}
-				fns[addr] = f
-				nreps += len(f.reps)
-			}
-			dir.close()
-		}
-	})
-	out := make([]device.Device, 0, len(fns)+nreps)
-	for addr, f := range fns {
-		if f.physfn != "" {
-			linkVF(&f.dev, addr, f.physfn, fns)
-		}
-		if f.pkeyOf != "" && effectiveLinkType(&f.dev) == "infiniband" {
-			// sriov-dp reads the key only of an InfiniBand function (its VF takes the PF's type).
-			if dir, err := bus.sub(addr); err == nil {
-				f.dev.PKey = readPKey(addr, &dir, f.pkeyOf)
-				dir.close()
-			}
-		}
-		out = append(out, f.dev)
-		for i := range f.reps {
-			out = append(out, representor(&f.dev, &f.reps[i]))
-		}
-	}
-	device.SortByID(out)
-	return out, nil
+// It is NewScanner(sysfsRoot, ids).Scan(); a Scanner kept between scans re-reads single functions.
+func Scan(sysfsRoot string, ids *IDs) ([]device.Device, error) {
+	return NewScanner(sysfsRoot, ids).Scan()
 }
 
-// readFunction reads one PCI function; nil when it is not a network function.
-func readFunction(dir *sysDir, addr string, nm namer) *function {
-	class, ok := readClass(dir, addr)
-	if !ok || !strings.HasPrefix(class, "0x02") {
+// readFunction reads one PCI function, names and PF facts aside (the scanner adds them); nil when it
+// is not a network function. Class, vendor and device come from modalias, one file instead of
+// three, when the three files are there too (the kernel prints all four from the same fields);
+// otherwise from the files, each surprise logged as it always was.
+func readFunction(dir *sysDir, addr string) *function {
+	m, fromModalias := modaliasIDs(dir)
+	class := m.class
+	if !fromModalias {
+		var ok bool
+		if class, ok = readClass(dir, addr); !ok {
+			return nil
+		}
+	}
+	if !strings.HasPrefix(class, "0x02") {
 		return nil
 	}
-	entries, err := dir.names()
+	entries, err := dir.keptNames(keepEntry)
 	if err != nil {
 		klog.Warningf("pci: %s: %v", addr, err)
+	}
+	if fromModalias && !(slices.Contains(entries, "class") && slices.Contains(entries, "vendor") && slices.Contains(entries, "device")) {
+		fromModalias = false
+		var ok bool
+		if class, ok = readClass(dir, addr); !ok || !strings.HasPrefix(class, "0x02") {
+			return nil
+		}
 	}
 	f := &function{dev: device.New()}
 	d := &f.dev
 	d.ID, d.PCIAddress, d.Class = addr, addr, class
-	d.Vendor = idAttr(dir, addr, "vendor")
-	d.Device = idAttr(dir, addr, "device")
-	d.VendorName, d.DeviceName = nm.names(addr, d.Vendor, d.Device)
+	if fromModalias {
+		d.Vendor, d.Device = m.vendor, m.device
+	} else {
+		d.Vendor = idAttr(dir, addr, "vendor")
+		d.Device = idAttr(dir, addr, "device")
+	}
 	d.Driver = driver(dir, addr)
 	d.NUMANode = numaNode(dir, addr)
 	d.IOMMUGroup = iommuGroup(dir, addr)
@@ -240,11 +208,75 @@ func representor(pf *device.Device, n *netdev) device.Device {
 	return d
 }
 
+// keepEntry keeps the entries of a function's folder that discovery looks at, as constant strings
+// where it can (virtfnN and virtioN are made).
+func keepEntry(name []byte) (string, bool) {
+	switch string(name) {
+	case "class":
+		return "class", true
+	case "vendor":
+		return "vendor", true
+	case "device":
+		return "device", true
+	case "sriov_totalvfs":
+		return "sriov_totalvfs", true
+	case "sriov_numvfs":
+		return "sriov_numvfs", true
+	case "physfn":
+		return "physfn", true
+	case "uio":
+		return "uio", true
+	case "acpi_index":
+		return "acpi_index", true
+	case "net":
+		return "net", true
+	case "infiniband":
+		return "infiniband", true
+	case "infiniband_mad":
+		return "infiniband_mad", true
+	case "infiniband_verbs":
+		return "infiniband_verbs", true
+	}
+	if bytes.HasPrefix(name, []byte("virtfn")) || bytes.HasPrefix(name, []byte("virtio")) {
+		return string(name), true
+	}
+	return "", false
+}
+
+// pciIDs are the IDs modalias gives.
+type pciIDs struct{ vendor, device, class string }
+
+// modaliasIDs reads vendor, device and class from modalias
+// ("pci:v00008086d00001889sv00008086sd00000000bc02sc00i00"); false when it is missing or not
+// exactly that shape.
+func modaliasIDs(dir *sysDir) (pciIDs, bool) {
+	m, err := dir.attrBytes("modalias")
+	if err != nil || len(m) != 53 || string(m[:5]) != "pci:v" || string(m[5:9]) != "0000" || m[13] != 'd' ||
+		string(m[14:18]) != "0000" || string(m[22:24]) != "sv" || string(m[32:34]) != "sd" ||
+		string(m[42:44]) != "bc" || string(m[46:48]) != "sc" || m[50] != 'i' {
+		return pciIDs{}, false
+	}
+	lower := bytes.ToLower(m) // hex digits only past the checks above
+	for _, r := range [][2]int{{9, 13}, {18, 22}, {44, 46}, {48, 50}, {51, 53}} {
+		for _, c := range lower[r[0]:r[1]] {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return pciIDs{}, false
+			}
+		}
+	}
+	var class [8]byte
+	copy(class[:], "0x")
+	copy(class[2:], lower[44:46])
+	copy(class[4:], lower[48:50])
+	copy(class[6:], lower[51:53])
+	return pciIDs{vendor: intern(lower[9:13]), device: intern(lower[18:22]), class: intern(class[:])}, true
+}
+
 // readClass reads the PCI class ("0x020000"), from modalias when the class file fails.
 func readClass(dir *sysDir, addr string) (string, bool) {
 	c, err := dir.attr("class")
 	if err == nil && len(c) == 8 && strings.HasPrefix(c, "0x") {
-		return strings.ToLower(c), true
+		return intern([]byte(strings.ToLower(c))), true
 	}
 	m, merr := dir.attr("modalias")
 	if merr == nil {
@@ -264,7 +296,7 @@ func idAttr(dir *sysDir, addr, file string) string {
 		klog.Warningf("pci: %s: %s unreadable: %v", addr, file, err)
 		return ""
 	}
-	return hexID(v)
+	return intern([]byte(hexID(v)))
 }
 
 // intAttr reads a decimal attribute (sriov_totalvfs, sriov_numvfs); 0 when unreadable.
@@ -279,7 +311,7 @@ func intAttr(dir *sysDir, addr, file string) int {
 
 // driver is the bound driver, "" when unbound or when the link points at no driver.
 func driver(dir *sysDir, addr string) string {
-	name, err := dir.linkBase("driver")
+	name, err := dir.linkBaseInterned("driver")
 	if err != nil {
 		if !notExist(err) {
 			klog.Warningf("pci: %s: driver link unreadable: %v", addr, err)

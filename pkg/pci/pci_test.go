@@ -53,9 +53,9 @@ func checkDevices(t *testing.T, got, want []device.Device) {
 }
 
 func TestScanFixtures(t *testing.T) {
-	db, err := LoadPCIDB(testPCIIDs)
+	db, err := OpenIDs(testPCIIDs)
 	if err != nil || db == nil {
-		t.Fatalf("LoadPCIDB(%s) = %v, %v", testPCIIDs, db, err)
+		t.Fatalf("OpenIDs(%s) = %v, %v", testPCIIDs, db, err)
 	}
 	for _, name := range pcitest.FixtureNames() {
 		want, ok := wantFixtures[name]

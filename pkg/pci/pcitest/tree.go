@@ -348,12 +348,20 @@ func (t *Tree) AddNetdev(addr string, n Netdev) error {
 // netdev, on its own root bus, and returns its sysfs root. It is the tree of BenchmarkScan and of the
 // `discover` wall-time measurement: 8 PFs x 128 VFs = 1,032 PCI functions.
 func Generate(dir string, pfs, vfsPerPF int) (string, error) {
-	if vfsPerPF > 248 {
-		return "", fmt.Errorf("pcitest: %d VFs per PF: at most 248 fit one bus after offset 8", vfsPerPF)
-	}
 	t, err := NewTree(dir)
 	if err != nil {
 		return "", err
+	}
+	if err := GenerateInto(t, pfs, vfsPerPF); err != nil {
+		return "", err
+	}
+	return t.Root, nil
+}
+
+// GenerateInto writes Generate's PFs and VFs into a tree.
+func GenerateInto(t *Tree, pfs, vfsPerPF int) error {
+	if vfsPerPF > 248 {
+		return fmt.Errorf("pcitest: %d VFs per PF: at most 248 fit one bus after offset 8", vfsPerPF)
 	}
 	for p := 0; p < pfs; p++ {
 		bus := 0x10 + p
@@ -362,28 +370,28 @@ func Generate(dir string, pfs, vfsPerPF int) (string, error) {
 			Addr: pf, Vendor: "8086", Device: "159b", SubDevice: "0003", Class: "0x020000",
 			Revision: "0x02", Driver: "ice", NUMANode: strconv.Itoa(p % 2), IOMMUGroup: strconv.Itoa(p),
 		}, SRIOV{TotalVFs: max(vfsPerPF, 1), Offset: 8, Stride: 1, VFDevice: "1889"}); err != nil {
-			return "", err
+			return err
 		}
 		pfName := fmt.Sprintf("ens%df0", p+1)
 		if err := t.AddNetdev(pf, Netdev{Name: pfName, MAC: mac(p, 0xff), Carrier: "1",
 			PhysPortName: "p0", PhysSwitchID: fmt.Sprintf("%016x", 0xb0fe_0000_0000+p)}); err != nil {
-			return "", err
+			return err
 		}
 		for v := 0; v < vfsPerPF; v++ {
 			vf, err := t.VFAddr(pf, v)
 			if err != nil {
-				return "", err
+				return err
 			}
 			if err := t.AddVF(pf, v, Function{Addr: vf, SubDevice: "0000", Revision: "0x02", Driver: "iavf",
 				IOMMUGroup: strconv.Itoa(1000 + p*vfsPerPF + v)}); err != nil {
-				return "", err
+				return err
 			}
 			if err := t.AddNetdev(vf, Netdev{Name: fmt.Sprintf("%sv%d", pfName, v), MAC: mac(p, v), Carrier: "1"}); err != nil {
-				return "", err
+				return err
 			}
 		}
 	}
-	return t.Root, nil
+	return nil
 }
 
 func mac(pf, vf int) string {

@@ -10,15 +10,15 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// Parsing the full pci.ids costs tens of milliseconds: each path is loaded once per process.
+// pcidb parses the whole of pci.ids: the reference IDs must agree with, and what ghw is handed in
+// the benchmarks. Scans do not use it. Each path is loaded once per test binary.
 var (
 	dbMu    sync.Mutex
 	dbCache = map[string]*pcidb.PCIDB{}
 )
 
-// LoadPCIDB loads pci.ids once per process and never fetches it from the network. path "" searches
-// pcidb's default places (PCIDB_PATH, its cache, /usr/share/hwdata, /usr/share/misc, .gz too). A
-// missing file is not an error: it returns (nil, nil) and Scan leaves names "".
+// LoadPCIDB loads pci.ids with pcidb, never from the network. path "" searches pcidb's default
+// places. A missing file is (nil, nil).
 func LoadPCIDB(path string) (*pcidb.PCIDB, error) {
 	dbMu.Lock()
 	defer dbMu.Unlock()
