@@ -49,10 +49,12 @@ demo: deps build
 discover: build
 	$(BIN)/netdevice-plugin discover --config configs/kind-dummy.yaml
 
-## bench: benchmarks with memory numbers, and the wall time of discover on 8 PFs x 128 VFs
+## bench: benchmarks with memory numbers; whole processes on 8 PFs x 128 VFs: discover against the
+## ghw floor, and the daemon (registration, link events, RSS, a minute of idle CPU)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	hack/bench-discover.sh
+	hack/bench-daemon.sh
 
 ## image: container image (needs a Docker engine)
 image:

@@ -118,22 +118,48 @@ func vfConfig(pfs, pools int) string {
 	return `{"resourceList": [` + strings.Join(res, ",\n") + "]}\n"
 }
 
-// cpuTime is the process's user + system CPU time.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// workspace makes the benchmark's folder and its generated sysfs tree of pfs x vfs functions, and
+// with asLinks a link of the namespace for every VF netdev. The caller removes dir.
+func workspace(pfs, vfs int, asLinks bool) (dir, root string, err error) {
+	dir, err = os.MkdirTemp("", "ndbench-")
 	if err != nil {
-		return 0, err
+		return "", "", err
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+2:])
-	// After the name: state(0) ... utime(11) stime(12), in clock ticks (100 Hz on Linux).
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
+	if root, err = tree(dir, pfs, vfs); err == nil && asLinks {
+		err = addLinks(netdevNames(pfs, vfs))
 	}
-	return time.Duration(u+st) * 10 * time.Millisecond, nil
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", "", err
+	}
+	return dir, root, nil
+}
+
+// cpuTime is the time the process's threads have run on a CPU, in nanoseconds from their
+// schedstat (/proc/<pid>/stat's utime and stime come in 10 ms ticks, too coarse for an idle
+// daemon). Go rarely ends a thread, so the sum over the live threads is the process's.
+func cpuTime(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("threads of process %d: %v", pid, err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			return 0, err
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, fmt.Errorf("%s: empty", t)
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", t, err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
 }
 
 // memory is VmRSS and VmHWM (the peak) of the process, in KiB.
@@ -183,20 +209,11 @@ func benchDaemon(args []string) error {
 	extra := fs.String("daemon-args", "", "more daemon flags, space-separated")
 	_ = fs.Parse(args)
 
-	dir, err := os.MkdirTemp("", "ndbench-")
+	dir, root, err := workspace(*pfs, *vfs, *asLinks)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	root, err := tree(dir, *pfs, *vfs)
-	if err != nil {
-		return err
-	}
-	if *asLinks {
-		if err := addLinks(netdevNames(*pfs, *vfs)); err != nil {
-			return err
-		}
-	}
 	// The link pool: ndbench0 for single events, ndbench1.. for the burst. A veth's carrier
 	// follows its peer, so flipping the peer is one link event on the pooled end.
 	peers := make([]netlink.Link, 0, *burst+1)
@@ -446,20 +463,11 @@ func benchDiscover(args []string) error {
 	pciIDs := fs.String("pci-ids", "/usr/share/misc/pci.ids", "pci.ids for discover")
 	_ = fs.Parse(args)
 
-	dir, err := os.MkdirTemp("", "ndbench-")
+	dir, root, err := workspace(*pfs, *vfs, *asLinks)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	root, err := tree(dir, *pfs, *vfs)
-	if err != nil {
-		return err
-	}
-	if *asLinks {
-		if err := addLinks(netdevNames(*pfs, *vfs)); err != nil {
-			return err
-		}
-	}
 	cfgPath := filepath.Join(dir, "config.yaml")
 	cfg := "resourceList:\n  - resourceName: vfs\n    resourcePrefix: example.com\n    selectors:\n      - drivers: [\"iavf\"]\n"
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {

@@ -194,7 +194,15 @@ func cpuTime(b *testing.B) time.Duration {
 // scaleTwin is a daemon outside Run on a generated tree, servers and specs recorded.
 func scaleTwin(b testing.TB, pfs int) *twin {
 	b.Helper()
-	dir := shortDir(b, "scale")
+	root, cfgPath := scaleNode(b, "scale", pfs)
+	return newTwin(b, root, cfgPath, allocation.New(time.Hour))
+}
+
+// scaleNode generates a node of pfs PFs with scaleVFs VFs each and its config (scaleConfig), and
+// returns the sysfs root and the config's path.
+func scaleNode(b testing.TB, prefix string, pfs int) (root, cfgPath string) {
+	b.Helper()
+	dir := shortDir(b, prefix)
 	tr, err := pcitest.NewTree(filepath.Join(dir, "tree"))
 	if err != nil {
 		b.Fatal(err)
@@ -202,11 +210,11 @@ func scaleTwin(b testing.TB, pfs int) *twin {
 	if err := pcitest.GenerateInto(tr, pfs, scaleVFs); err != nil {
 		b.Fatal(err)
 	}
-	cfgPath := filepath.Join(dir, "config.json")
+	cfgPath = filepath.Join(dir, "config.json")
 	if err := os.WriteFile(cfgPath, []byte(scaleConfig(pfs)), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	return newTwin(b, tr.Root, cfgPath, allocation.New(time.Hour))
+	return tr.Root, cfgPath
 }
 
 // BenchmarkRescan is the periodic rescan, the daemon's only work while nothing happens: the scan of
@@ -261,21 +269,10 @@ func heapInUse() uint64 {
 func BenchmarkDeviceBytes(b *testing.B) {
 	type parts struct{ inventory, daemon, servers uint64 }
 	measure := func(pfs int) parts {
-		dir := shortDir(b, "bytes")
-		tr, err := pcitest.NewTree(filepath.Join(dir, "tree"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pcitest.GenerateInto(tr, pfs, scaleVFs); err != nil {
-			b.Fatal(err)
-		}
-		cfgPath := filepath.Join(dir, "config.json")
-		if err := os.WriteFile(cfgPath, []byte(scaleConfig(pfs)), 0o644); err != nil {
-			b.Fatal(err)
-		}
+		root, cfgPath := scaleNode(b, "bytes", pfs)
 		var p parts
 		h0 := heapInUse()
-		scanner, err := inventory.New(inventory.Options{SysfsRoot: tr.Root})
+		scanner, err := inventory.New(inventory.Options{SysfsRoot: root})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -224,3 +224,22 @@ func SortByID(devs []Device) {
 		return 0
 	})
 }
+
+// IsPCIAddress reports whether s is a full PCI address as sysfs names functions: "0000:3b:01.2".
+func IsPCIAddress(s string) bool {
+	// The kernel prints "%04x:%02x:%02x.%d": the domain may be longer than 4 digits (Intel VMD
+	// domains are 10000 and up); bus, device and function are fixed width.
+	n := len(s) - len("bb:dd.f")
+	if n < 5 || n > 9 || s[n-1] != ':' || s[n+2] != ':' || s[n+5] != '.' {
+		return false
+	}
+	for i, c := range s {
+		if i == n-1 || i == n+2 || i == n+5 {
+			continue
+		}
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return s[n+6] <= '7' && s[n+3] <= '1'
+}

@@ -60,3 +60,26 @@ func TestSortByID(t *testing.T) {
 		}
 	}
 }
+
+func TestIsPCIAddress(t *testing.T) {
+	tests := []struct {
+		addr string
+		want bool
+	}{
+		{"0000:3b:01.2", true},
+		{"10000:e1:00.0", true}, // Intel VMD domain
+		{"0000:3b:1f.7", true},
+		{"0000:3b:20.0", false}, // device above 1f
+		{"0000:3b:01.8", false}, // function above 7
+		{"3b:01.2", false},      // no domain: sysfs always has one
+		{"0000:3B:01.2", false}, // sysfs is lower case
+		{"0000-3b:01.2", false},
+		{"", false},
+		{"123456789:3b:01.2", false},
+	}
+	for _, tt := range tests {
+		if got := IsPCIAddress(tt.addr); got != tt.want {
+			t.Errorf("IsPCIAddress(%q) = %v, want %v", tt.addr, got, tt.want)
+		}
+	}
+}

@@ -5,15 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"slices"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/netdev"
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci/pcitest"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/uevent"
 )
@@ -184,7 +183,7 @@ func TestRescanNamesWhatEventsMissed(t *testing.T) {
 	rescan := func() []string {
 		t.Helper()
 		var missed []string
-		err := inNS(ns, func() error {
+		err := netnstest.Within(ns, func() error {
 			var err error
 			missed, err = s.Rescan()
 			return err
@@ -279,24 +278,4 @@ func find(devs []device.Device, id string) device.Device {
 		}
 	}
 	return device.Device{}
-}
-
-// inNS runs fn with the calling thread inside ns, as the daemon runs in the host's.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		return err
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic(err) // a thread left in the test namespace would poison later tests
-		}
-	}()
-	return fn()
 }

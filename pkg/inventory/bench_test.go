@@ -6,6 +6,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/netns/netnstest"
 	"github.com/netdevice-plugin/netdevice-plugin/pkg/pci/pcitest"
 )
 
@@ -41,7 +42,7 @@ func BenchmarkRescanLinks(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	if err := inNS(ns, func() error { _, err := s.Scan(); return err }); err != nil {
+	if err := netnstest.Within(ns, func() error { _, err := s.Scan(); return err }); err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {

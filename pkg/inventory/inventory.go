@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -166,7 +167,7 @@ func (s *Scanner) Rescan() ([]string, error) {
 			}
 		}
 	}
-	return sortedKeys(ids), nil
+	return slices.Sorted(maps.Keys(ids)), nil
 }
 
 // differences returns the IDs present in only one of two sorted lists, or in both but different.
@@ -427,7 +428,7 @@ func (s *Scanner) Apply(ev Events) ([]string, error) {
 		}
 	}
 	if len(addrs) > 0 {
-		touched, err := s.pci.Update(sortedKeys(addrs))
+		touched, err := s.pci.Update(slices.Sorted(maps.Keys(addrs)))
 		if err != nil {
 			return nil, err
 		}
@@ -462,7 +463,7 @@ func (s *Scanner) Apply(ev Events) ([]string, error) {
 			}
 		}
 	}
-	return sortedKeys(ids), nil
+	return slices.Sorted(maps.Keys(ids)), nil
 }
 
 func (s *Scanner) linkAt(index int) (netdev.Link, bool) {
@@ -477,13 +478,4 @@ func (s *Scanner) linkNamed(name string) (netdev.Link, bool) {
 		return netdev.Link{}, false
 	}
 	return s.table.ByName(name)
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -3,6 +3,7 @@ package netdev
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -182,7 +183,7 @@ func (t *Table) Apply(evs []LinkEvent) []string {
 			changed[name] = true
 		}
 	}
-	return sortedKeys(changed)
+	return slices.Sorted(maps.Keys(changed))
 }
 
 func (t *Table) remove(l *Link) {
@@ -354,7 +355,7 @@ func (t *Table) Changed(old *Table) []string {
 	for name := range old.byName {
 		check(name)
 	}
-	return sortedKeys(changed)
+	return slices.Sorted(maps.Keys(changed))
 }
 
 func (t *Table) linkNamed(name string) (*Link, bool) {
@@ -417,13 +418,4 @@ func deviceOf(l *Link) device.Device {
 	d.MTU = l.MTU
 	d.Carrier = l.Carrier()
 	return d
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -91,7 +91,7 @@ func readFunction(dir *sysDir, addr string) *function {
 			d.SriovNumVFs = intAttr(dir, addr, e)
 		case e == "physfn":
 			pf, err := dir.linkBase(e)
-			if err != nil || !isPCIAddress(pf) {
+			if err != nil || !device.IsPCIAddress(pf) {
 				klog.Warningf("pci: %s: physfn link to %q: %v", addr, pf, err)
 				continue
 			}
@@ -110,7 +110,7 @@ func readFunction(dir *sysDir, addr string) *function {
 				continue
 			}
 			vf, err := dir.linkBase(e)
-			if err != nil || !isPCIAddress(vf) {
+			if err != nil || !device.IsPCIAddress(vf) {
 				klog.Warningf("pci: %s: %s link to %q: %v", addr, e, vf, err)
 				continue
 			}

@@ -417,7 +417,7 @@ func TestScanRealSysfs(t *testing.T) {
 		}
 		var addr string
 		for p := filepath.Dir(target); p != "/sys/devices"; p = filepath.Dir(p) {
-			if isPCIAddress(filepath.Base(p)) {
+			if device.IsPCIAddress(filepath.Base(p)) {
 				addr = filepath.Base(p)
 				break
 			}

@@ -71,7 +71,7 @@ func (s *Scanner) Load() ([]string, error) {
 		return nil, fmt.Errorf("pci: listing PCI functions of sysfs root %s: %w", s.root, err)
 	}
 	addrs = slices.DeleteFunc(addrs, func(a string) bool {
-		if !isPCIAddress(a) {
+		if !device.IsPCIAddress(a) {
 			klog.Warningf("pci: %s: %q is not a PCI address, skipped", busPath, a)
 			return true
 		}
@@ -278,7 +278,7 @@ func (s *Scanner) Update(addrs []string) ([]string, error) {
 		for len(queue) > 0 {
 			addr := queue[0]
 			queue = queue[1:]
-			if reread[addr] || !isPCIAddress(addr) {
+			if reread[addr] || !device.IsPCIAddress(addr) {
 				continue
 			}
 			reread[addr] = true
@@ -404,7 +404,7 @@ func (s *Scanner) FunctionOf(netdev string) string {
 	// .../devices/pci0000:3a/0000:3a:00.0/0000:3b:01.0/net/ens1f0v0: the last PCI address on the
 	// way up is the function (a bridge above it is a PCI address too).
 	for p := filepath.Dir(target); p != "/" && p != "."; p = filepath.Dir(p) {
-		if b := filepath.Base(p); isPCIAddress(b) {
+		if b := filepath.Base(p); device.IsPCIAddress(b) {
 			return b
 		}
 	}

@@ -103,22 +103,14 @@ func (d *sysDir) join(name string) string {
 	return d.parent.join(d.name + "/" + name)
 }
 
-// names lists the folder once, unsorted.
+// names lists the folder once, unsorted, without "." and "..".
 func (d *sysDir) names() ([]string, error) {
-	var names []string
-	for {
-		n, err := unix.ReadDirent(d.fd, d.buf.dirent[:])
-		if errors.Is(err, unix.EINTR) {
-			continue
+	return d.keptNames(func(name []byte) (string, bool) {
+		if string(name) == "." || string(name) == ".." {
+			return "", false
 		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "readdirent", Path: d.join(""), Err: err}
-		}
-		if n <= 0 {
-			return names, nil
-		}
-		_, _, names = unix.ParseDirent(d.buf.dirent[:n], -1, names)
-	}
+		return string(name), true
+	})
 }
 
 // keptNames lists the folder once, unsorted, keeping only the names keep accepts, as keep returns
@@ -304,25 +296,6 @@ func notExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // hexID turns "0x8086" into "8086".
 func hexID(s string) string {
 	return strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X"))
-}
-
-// isPCIAddress reports whether s is a full PCI address: "0000:3b:01.2".
-func isPCIAddress(s string) bool {
-	// The kernel prints "%04x:%02x:%02x.%d": the domain may be longer than 4 digits (Intel VMD
-	// domains are 10000 and up); bus, device and function are fixed width.
-	n := len(s) - len("bb:dd.f")
-	if n < 5 || n > 9 || s[n-1] != ':' || s[n+2] != ':' || s[n+5] != '.' {
-		return false
-	}
-	for i, c := range s {
-		if i == n-1 || i == n+2 || i == n+5 {
-			continue
-		}
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return s[n+6] <= '7' && s[n+3] <= '1'
 }
 
 // classFromModalias returns "0x020000" from the "bc02sc00i00" tail of a PCI modalias.

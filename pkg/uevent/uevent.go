@@ -32,6 +32,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/netdevice-plugin/netdevice-plugin/pkg/device"
 )
 
 // Event is one uevent.
@@ -84,33 +86,16 @@ func clip(s string) string {
 // (a bridge above the function is a PCI address too). "" for a device beneath no PCI function.
 func (e *Event) PCIAddress() string {
 	if e.Subsystem == "pci" {
-		if a := e.Vars["PCI_SLOT_NAME"]; isPCIAddress(a) {
+		if a := e.Vars["PCI_SLOT_NAME"]; device.IsPCIAddress(a) {
 			return a
 		}
 	}
 	for p := e.DevPath; p != "/" && p != "." && p != ""; p = path.Dir(p) {
-		if b := path.Base(p); isPCIAddress(b) {
+		if b := path.Base(p); device.IsPCIAddress(b) {
 			return b
 		}
 	}
 	return ""
-}
-
-// isPCIAddress reports a full PCI address: "0000:3b:01.2" (domains may be longer: Intel VMD).
-func isPCIAddress(s string) bool {
-	n := len(s) - len("bb:dd.f")
-	if n < 5 || n > 9 || s[n-1] != ':' || s[n+2] != ':' || s[n+5] != '.' {
-		return false
-	}
-	for i, c := range s {
-		if i == n-1 || i == n+2 || i == n+5 {
-			continue
-		}
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return s[n+6] <= '7' && s[n+3] <= '1'
 }
 
 // ErrOverflow is what Receive returns when the kernel dropped events: the socket's buffer was full.

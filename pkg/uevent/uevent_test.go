@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +96,7 @@ func testConn(t *testing.T, bufSize int) (*netnstest.NS, *Conn) {
 // userspace socket, as any root process could.
 func sendFake(t *testing.T, ns *netnstest.NS, m []byte) {
 	t.Helper()
-	err := inNS(netns.NsHandle(ns.FD()), func() error {
+	err := netnstest.Within(netns.NsHandle(ns.FD()), func() error {
 		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_KOBJECT_UEVENT)
 		if err != nil {
 			return err
@@ -108,26 +107,6 @@ func sendFake(t *testing.T, ns *netnstest.NS, m []byte) {
 	if err != nil {
 		t.Fatalf("send a fake uevent: %v", err)
 	}
-}
-
-// inNS runs fn on a thread in the namespace.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		return err
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic(err)
-		}
-	}()
-	return fn()
 }
 
 // The real socket: a veth made in the namespace arrives as the kernel's net uevent; a message a

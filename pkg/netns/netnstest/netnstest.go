@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,6 +118,28 @@ func open(t testing.TB, ns vnetns.NsHandle, name, path string) *NS {
 	}
 	t.Cleanup(func() { h.Close(); _ = ns.Close() })
 	return &NS{Name: name, Path: path, H: h, ns: ns}
+}
+
+// Within runs fn on a locked OS thread inside ns (as the daemon runs in the host's) and brings the
+// thread back. A thread that cannot get back panics: left in a test namespace, it would poison
+// later tests.
+func Within(ns vnetns.NsHandle, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := vnetns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	if err := vnetns.Set(ns); err != nil {
+		return err
+	}
+	defer func() {
+		if err := vnetns.Set(orig); err != nil {
+			panic(err)
+		}
+	}()
+	return fn()
 }
 
 // FD is the namespace's file descriptor, for netlink's LinkSetNsFd.
