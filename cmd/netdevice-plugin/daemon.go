@@ -122,8 +122,10 @@ func serve(ctx context.Context, f *daemonFlags) (err error) {
 	// The RDMA netns mode cannot change while any pod namespace exists: read once.
 	rdmaMode, rdmaErr := netdev.RDMANetnsMode()
 	klog.InfoS("RDMA network-namespace mode", "mode", rdmaMode, "why", errText(rdmaErr))
-	// /healthz fails when no scan succeeded for three rescan intervals: the loop is stuck.
-	m := metrics.New(3 * f.rescan)
+	// /healthz fails when no scan succeeded for three rescan intervals, or when the loop, which
+	// speaks at every kubelet sync, has been silent for three of them, and at least 2 minutes
+	// (releases run IPAM plugins, each allowed 30 s).
+	m := metrics.New(3*f.rescan, max(3*f.kubeletSync, 2*time.Minute))
 	ledger := allocation.New(0)
 	var files *devinfo.Dir
 	if f.devinfoDir != "" {

@@ -41,6 +41,13 @@ type MissObserver interface {
 	EventsMissed(devices int)
 }
 
+// LoopObserver hears the daemon's loop at every kubelet sync (Options.KubeletSync) and once at
+// start, whether or not anything changed: with rescans minutes apart, its silence is what tells a
+// stuck loop from an idle one (metrics: /healthz).
+type LoopObserver interface {
+	LoopAlive()
+}
+
 // maxBatch bounds the events taken into one update, so that a storm of events still lets the
 // loop serve its other duties between updates.
 const maxBatch = 4096

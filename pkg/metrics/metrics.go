@@ -43,14 +43,19 @@ type Metrics struct {
 	everRegistered map[string]bool
 	lastScan       time.Time // last successful scan
 	maxScanAge     time.Duration
+	lastAlive      time.Time // last word from the daemon's loop (LoopAlive); zero until the first
+	maxLoopAge     time.Duration
 	now            func() time.Time
 }
 
 // New creates the metrics. maxScanAge is how old the last successful scan may be before /healthz
-// fails: a few rescan intervals.
-func New(maxScanAge time.Duration) *Metrics {
+// fails: a few rescan intervals. maxLoopAge is how long the daemon's loop may stay silent once it
+// has spoken (LoopAlive): a few of its kubelet syncs. Rescans are rare (events keep the pools), so
+// a stuck loop is told by its silence long before its scans grow old.
+func New(maxScanAge, maxLoopAge time.Duration) *Metrics {
 	m := &Metrics{
-		registry: prometheus.NewRegistry(),
+		maxLoopAge: maxLoopAge,
+		registry:   prometheus.NewRegistry(),
 		capacity: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_capacity",
 			Help: "Devices a pool advertises to the kubelet, healthy or not."}, []string{"resource"}),
 		allocatable: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_allocatable",
@@ -143,6 +148,15 @@ func (m *Metrics) Scanned(devices int, took time.Duration, err error) {
 	m.mu.Unlock()
 }
 
+// LoopAlive implements daemon.LoopObserver.
+func (m *Metrics) LoopAlive() {
+	m.mu.Lock()
+	m.lastAlive = m.now()
+	m.mu.Unlock()
+}
+
+var _ daemon.LoopObserver = (*Metrics)(nil)
+
 // EventsMissed implements daemon.MissObserver.
 func (m *Metrics) EventsMissed(devices int) { m.missed.Add(float64(devices)) }
 
@@ -201,16 +215,20 @@ func (m *Metrics) Handler() http.Handler {
 	return mux
 }
 
-// healthz is healthy once a scan succeeded and while the last success is recent: a daemon whose
-// loop is stuck or whose scans keep failing gets restarted by its liveness probe.
+// healthz is healthy once a scan succeeded, while the last success is recent and while the loop
+// keeps speaking: a daemon whose loop is stuck or whose scans keep failing gets restarted by its
+// liveness probe.
 func (m *Metrics) healthz(w http.ResponseWriter, _ *http.Request) {
 	m.mu.Lock()
-	last := m.lastScan
-	age := m.now().Sub(last)
+	last, alive := m.lastScan, m.lastAlive
+	age, silent := m.now().Sub(last), m.now().Sub(alive)
 	m.mu.Unlock()
 	switch {
 	case last.IsZero():
 		http.Error(w, "no successful scan yet", http.StatusServiceUnavailable)
+	case !alive.IsZero() && silent > m.maxLoopAge:
+		http.Error(w, fmt.Sprintf("the daemon's loop last spoke %s ago (limit %s): stuck", silent.Round(time.Second), m.maxLoopAge),
+			http.StatusServiceUnavailable)
 	case age > m.maxScanAge:
 		http.Error(w, fmt.Sprintf("last successful scan %s ago (limit %s)", age.Round(time.Second), m.maxScanAge),
 			http.StatusServiceUnavailable)

@@ -67,7 +67,7 @@ func scrape(t *testing.T, h http.Handler, path string) (int, string) {
 }
 
 func TestMetricsFollowTheDaemon(t *testing.T) {
-	m := New(time.Minute)
+	m := New(time.Minute, time.Minute)
 	mgr, _ := newManager(t, nil)
 	servers := m.Servers(mgr)
 	a := config.Resource{Prefix: "example.com", Name: "sriov_a"}
@@ -140,7 +140,7 @@ func TestMetricsFollowTheDaemon(t *testing.T) {
 // link that left with its pod is gone from the host but healthy (in use); one that left without
 // an allocation is unhealthy. A failed update leaves the gauges alone.
 func TestPoolGaugesMatchListAndWatch(t *testing.T) {
-	m := New(time.Minute)
+	m := New(time.Minute, time.Minute)
 	mgr, k := newManager(t, m)
 	servers := m.Servers(mgr)
 	res := config.Resource{Prefix: "networking.k8s.io", Name: "netdevice"}
@@ -221,7 +221,7 @@ func ctxTimeout(t *testing.T) context.Context {
 }
 
 func TestHealthz(t *testing.T) {
-	m := New(90 * time.Second)
+	m := New(90*time.Second, 30*time.Second)
 	now := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 	m.now = func() time.Time { return now }
 
@@ -237,6 +237,10 @@ func TestHealthz(t *testing.T) {
 		{"scan 60 s old", func() { now = now.Add(60 * time.Second) }, http.StatusOK, "ok"},
 		{"scan 100 s old: loop stuck", func() { now = now.Add(40 * time.Second) }, http.StatusServiceUnavailable, "last successful scan 1m40s ago"},
 		{"recovered", func() { m.Scanned(3, time.Millisecond, nil) }, http.StatusOK, "ok"},
+		{"the loop speaks", func() { m.LoopAlive() }, http.StatusOK, "ok"},
+		{"silent 20 s, scan 20 s old", func() { now = now.Add(20 * time.Second) }, http.StatusOK, "ok"},
+		{"silent 40 s: loop stuck though the scan is recent", func() { now = now.Add(20 * time.Second) }, http.StatusServiceUnavailable, "loop last spoke 40s ago (limit 30s)"},
+		{"the loop speaks again", func() { m.LoopAlive() }, http.StatusOK, "ok"},
 	}
 	for _, tt := range tests {
 		tt.step()
