@@ -440,3 +440,29 @@ func driverLink(t *testing.T, funcDir string) string {
 	}
 	return target
 }
+
+// aliveObserver is the harness's observer that also hears the loop speak.
+type aliveObserver struct {
+	*testObserver
+	alive atomic.Int32
+}
+
+func (o *aliveObserver) LoopAlive() { o.alive.Add(1) }
+
+// The loop speaks once it starts and at every kubelet sync, with nothing to do: /healthz tells a
+// stuck loop by its silence, since rescans are half an hour apart.
+func TestLoopSpeaksAtEveryKubeletSync(t *testing.T) {
+	var obs *aliveObserver
+	h := newHarnessWith(t, harnessOpts{config: configOf(`{"resourceName": "links", "selectors": {"ifNames": ["ndlive*"]}}`),
+		podResources: true, rescan: time.Hour}, func(h *harness) {
+		obs = &aliveObserver{testObserver: h.obs}
+		h.opts.Observer = obs
+	})
+	if h.opts.KubeletSync != 100*time.Millisecond {
+		t.Fatalf("the harness syncs every %s, want 100ms", h.opts.KubeletSync)
+	}
+	waitFor(t, func() bool { return obs.alive.Load() >= 5 })
+	if s := h.obs.scans.Load(); s > 1 {
+		t.Errorf("%d scans while idle with a 1 h rescan, want 1 (the start's)", s)
+	}
+}
