@@ -76,7 +76,7 @@ func (NopObserver) Scanned(int, time.Duration, error) {}
 const (
 	// DefaultRescanInterval is long: events keep an Incremental scanner's devices current, and the
 	// rescan only catches what they missed (a lost event makes one at once). A rescan of an idle
-	// 1,024-VF node costs 0.13-0.25 s of CPU with cold caches: every 10 minutes that alone was
+	// 1,024-VF node costs 0.13-0.29 s of CPU with cold caches: every 10 minutes that alone was
 	// most of the idle budget (0.02 CPU-s/min). /healthz does not wait for rescans: the loop
 	// speaks at every kubelet sync (LoopObserver).
 	DefaultRescanInterval = 30 * time.Minute
