@@ -107,11 +107,17 @@ func (h hook) mustRun(t testing.TB, stdin []byte, args ...string) {
 // namespace the runtime creates for the container itself; absent for none at all).
 func bundle(t testing.TB, nsPath string, hasNetNS bool) string {
 	t.Helper()
-	dir := t.TempDir()
 	spec := specs.Spec{Version: specs.Version, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}}}}
 	if hasNetNS {
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: nsPath})
 	}
+	return writeBundle(t, spec)
+}
+
+// writeBundle writes spec as a bundle's config.json and returns the bundle folder.
+func writeBundle(t testing.TB, spec specs.Spec) string {
+	t.Helper()
+	dir := t.TempDir()
 	data, err := json.Marshal(spec)
 	if err != nil {
 		t.Fatal(err)

@@ -68,17 +68,8 @@ func sandboxBundle(t testing.TB, nsPath, sandbox string) string {
 // annotatedBundle is a bundle joining the network namespace at nsPath, with the annotations.
 func annotatedBundle(t testing.TB, nsPath string, annotations map[string]string) string {
 	t.Helper()
-	dir := t.TempDir()
-	spec := specs.Spec{Version: specs.Version, Annotations: annotations,
-		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: nsPath}}}}
-	data, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return writeBundle(t, specs.Spec{Version: specs.Version, Annotations: annotations,
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: nsPath}}}})
 }
 
 func routesOf(t *testing.T, ns *netnstest.NS, link string) []string {

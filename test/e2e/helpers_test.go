@@ -232,6 +232,14 @@ func poll(ctx context.Context, timeout, interval time.Duration, check func(conte
 	}
 }
 
+// checkOrPoll runs check once when timeout is 0, else polls it every 200 ms until timeout.
+func checkOrPoll(timeout time.Duration, check func(context.Context) error) error {
+	if timeout == 0 {
+		return check(context.Background())
+	}
+	return poll(context.Background(), timeout, 200*time.Millisecond, check)
+}
+
 // linkWant is what a test expects of a link inside the pod.
 type linkWant struct {
 	Name string

@@ -151,12 +151,7 @@ func wantHeld(t *testing.T, st *stack.Stack, ips []string, timeout time.Duration
 		}
 		return nil
 	}
-	var err error
-	if timeout == 0 {
-		err = check(context.Background())
-	} else {
-		err = poll(context.Background(), timeout, 200*time.Millisecond, check)
-	}
+	err := checkOrPoll(timeout, check)
 	if err != nil {
 		pluginAlive(t, st)
 		t.Fatal(err)

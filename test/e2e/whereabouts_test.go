@@ -441,12 +441,7 @@ func (k *kube) wantAllocations(t *testing.T, want []wbAllocation, timeout time.D
 		}
 		return nil
 	}
-	var err error
-	if timeout == 0 {
-		err = check(context.Background())
-	} else {
-		err = poll(context.Background(), timeout, 200*time.Millisecond, check)
-	}
+	err := checkOrPoll(timeout, check)
 	k.show(t, "kubectl get ippools.whereabouts.cni.cncf.io -A -o jsonpath='{.items[*].spec}'",
 		k.quiet(context.Background(), "get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "jsonpath={.items[*].spec}"))
 	if err != nil {
@@ -484,12 +479,7 @@ func (k *kube) wantLeases(t *testing.T, want map[string]string, timeout time.Dur
 		}
 		return nil
 	}
-	var err error
-	if timeout == 0 {
-		err = check(context.Background())
-	} else {
-		err = poll(context.Background(), timeout, 200*time.Millisecond, check)
-	}
+	err := checkOrPoll(timeout, check)
 	if err != nil {
 		t.Fatal(err)
 	}

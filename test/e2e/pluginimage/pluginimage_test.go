@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -82,15 +83,7 @@ func TestDiffCatchesDrift(t *testing.T) {
 // init container copies the hook from where the image has it.
 func TestDaemonSetUsesLayout(t *testing.T) {
 	l := load(t)
-	data, err := os.ReadFile(filepath.Join(root, "deploy", "base", "daemonset.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ds appsv1.DaemonSet
-	if err := yaml.UnmarshalStrict(data, &ds); err != nil {
-		t.Fatal(err)
-	}
-	spec := ds.Spec.Template.Spec
+	spec := daemonSetPod(t)
 	for _, c := range append(spec.InitContainers, spec.Containers...) {
 		if len(c.Command) > 0 {
 			t.Errorf("container %s sets command %v: the image's entrypoint %v is the layout's", c.Name, c.Command, l.Entrypoint)
@@ -115,15 +108,7 @@ func TestDaemonSetUsesLayout(t *testing.T) {
 // default store /var/lib/cni/networks (else its DEL frees nothing in the host's store) and the dhcp
 // daemon's socket folder /run/cni.
 func TestDaemonSetMountsIPAMPaths(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(root, "deploy", "base", "daemonset.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ds appsv1.DaemonSet
-	if err := yaml.UnmarshalStrict(data, &ds); err != nil {
-		t.Fatal(err)
-	}
-	spec := ds.Spec.Template.Spec
+	spec := daemonSetPod(t)
 	hostPaths := map[string]string{}
 	for _, v := range spec.Volumes {
 		if v.HostPath != nil {
@@ -235,4 +220,18 @@ func TestOverlayChangesOnlyTheImage(t *testing.T) {
 			t.Errorf("%s differs from deploy/base in more than the image:\n%s\nbase:\n%s", dir, got, wantYAML)
 		}
 	}
+}
+
+// daemonSetPod is the pod spec of deploy/base/daemonset.yaml, decoded strictly.
+func daemonSetPod(t *testing.T) corev1.PodSpec {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "base", "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds appsv1.DaemonSet
+	if err := yaml.UnmarshalStrict(data, &ds); err != nil {
+		t.Fatal(err)
+	}
+	return ds.Spec.Template.Spec
 }
